@@ -1,0 +1,249 @@
+//! Per-surface inbound authentication: `none` (explicit), HTTP Basic, or an api-key header.
+//! Secrets are resolved once at start and compared in constant time.
+
+use actix_web::http::header::{HeaderName, AUTHORIZATION};
+use actix_web::HttpRequest;
+use base64::Engine;
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::config::Secret;
+use crate::event::Caller;
+
+/// How a surface's callers prove who they are, as configured.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum AuthConfig {
+    /// No authentication; must be chosen explicitly.
+    None,
+    Basic {
+        username: String,
+        password: Secret,
+    },
+    ApiKey {
+        /// Header that carries the key, e.g. `X-Api-Key`.
+        header: String,
+        key: Secret,
+    },
+}
+
+impl AuthConfig {
+    pub fn validate(&self, name: &str) -> Result<(), String> {
+        match self {
+            AuthConfig::None => Ok(()),
+            AuthConfig::Basic { username, password } => {
+                if username.is_empty() || username.contains(':') {
+                    return Err(format!("{name}.username must be non-empty without ':'"));
+                }
+                let p = password
+                    .resolve()
+                    .map_err(|e| format!("{name}.password: {e}"))?;
+                if p.is_empty() {
+                    return Err(format!("{name}.password is empty"));
+                }
+                Ok(())
+            }
+            AuthConfig::ApiKey { header, key } => {
+                HeaderName::from_bytes(header.as_bytes())
+                    .map_err(|_| format!("{name}.header is not a valid header name"))?;
+                let k = key.resolve().map_err(|e| format!("{name}.key: {e}"))?;
+                if k.len() < 16 {
+                    return Err(format!("{name}.key must be at least 16 characters"));
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn redacted(&self) -> serde_json::Value {
+        match self {
+            AuthConfig::None => serde_json::json!({"method": "none"}),
+            AuthConfig::Basic { username, password } => {
+                serde_json::json!({"method": "basic", "username": username, "password": password.redacted()})
+            }
+            AuthConfig::ApiKey { header, key } => {
+                serde_json::json!({"method": "api-key", "header": header, "key": key.redacted()})
+            }
+        }
+    }
+
+    /// Resolves secrets into a checker. Call after `validate`.
+    pub fn build(&self) -> anyhow::Result<SurfaceAuth> {
+        Ok(match self {
+            AuthConfig::None => SurfaceAuth::None,
+            AuthConfig::Basic { username, password } => SurfaceAuth::Basic {
+                username: username.clone(),
+                password: password.resolve()?.into_bytes(),
+            },
+            AuthConfig::ApiKey { header, key } => SurfaceAuth::ApiKey {
+                header: HeaderName::from_bytes(header.as_bytes())?,
+                key: key.resolve()?.into_bytes(),
+            },
+        })
+    }
+}
+
+/// A surface's resolved authentication.
+#[derive(Clone)]
+pub enum SurfaceAuth {
+    None,
+    Basic { username: String, password: Vec<u8> },
+    ApiKey { header: HeaderName, key: Vec<u8> },
+}
+
+impl std::fmt::Debug for SurfaceAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.method())
+    }
+}
+
+/// Why a caller was refused; `code()` is stable for metrics and clients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthFailure {
+    Missing,
+    Malformed,
+    Invalid,
+}
+
+impl AuthFailure {
+    pub fn code(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "credentials_missing",
+            AuthFailure::Malformed => "credentials_malformed",
+            AuthFailure::Invalid => "credentials_invalid",
+        }
+    }
+
+    pub fn detail(self) -> &'static str {
+        match self {
+            AuthFailure::Missing => "no credentials were presented",
+            AuthFailure::Malformed => "the credentials could not be parsed",
+            AuthFailure::Invalid => "the credentials are not valid",
+        }
+    }
+}
+
+impl SurfaceAuth {
+    pub fn method(&self) -> &'static str {
+        match self {
+            SurfaceAuth::None => "none",
+            SurfaceAuth::Basic { .. } => "basic",
+            SurfaceAuth::ApiKey { .. } => "api-key",
+        }
+    }
+
+    /// The `WWW-Authenticate` challenge for a 401, if the method has one.
+    pub fn challenge(&self) -> Option<&'static str> {
+        match self {
+            SurfaceAuth::Basic { .. } => Some("Basic realm=\"signrelay\", charset=\"UTF-8\""),
+            SurfaceAuth::ApiKey { .. } => Some("ApiKey realm=\"signrelay\""),
+            SurfaceAuth::None => None,
+        }
+    }
+
+    pub fn check(&self, req: &HttpRequest) -> Result<Caller, AuthFailure> {
+        match self {
+            SurfaceAuth::None => Ok(Caller {
+                method: "none".into(),
+                principal: None,
+            }),
+            SurfaceAuth::ApiKey { header, key } => {
+                let presented = req.headers().get(header).ok_or(AuthFailure::Missing)?;
+                if bool::from(presented.as_bytes().ct_eq(key)) {
+                    Ok(Caller {
+                        method: "api-key".into(),
+                        principal: Some(header.as_str().to_string()),
+                    })
+                } else {
+                    Err(AuthFailure::Invalid)
+                }
+            }
+            SurfaceAuth::Basic { username, password } => {
+                let value = req
+                    .headers()
+                    .get(AUTHORIZATION)
+                    .ok_or(AuthFailure::Missing)?;
+                let value = value.to_str().map_err(|_| AuthFailure::Malformed)?;
+                let (scheme, b64) = value.split_once(' ').ok_or(AuthFailure::Malformed)?;
+                if !scheme.eq_ignore_ascii_case("basic") {
+                    return Err(AuthFailure::Missing);
+                }
+                let decoded = base64::engine::general_purpose::STANDARD
+                    .decode(b64.trim())
+                    .map_err(|_| AuthFailure::Malformed)?;
+                let colon = decoded
+                    .iter()
+                    .position(|&b| b == b':')
+                    .ok_or(AuthFailure::Malformed)?;
+                let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
+                // Both compared, always, so timing does not tell which one was wrong.
+                let user_ok = user.ct_eq(username.as_bytes());
+                let pass_ok = pass.ct_eq(password);
+                if bool::from(user_ok & pass_ok) {
+                    Ok(Caller {
+                        method: "basic".into(),
+                        principal: Some(username.clone()),
+                    })
+                } else {
+                    Err(AuthFailure::Invalid)
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::test::TestRequest;
+
+    fn basic() -> SurfaceAuth {
+        SurfaceAuth::Basic {
+            username: "gosign".into(),
+            password: b"s3cret".to_vec(),
+        }
+    }
+
+    fn header(user: &str, pass: &str) -> String {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+        )
+    }
+
+    #[test]
+    fn basic_accepts_only_the_exact_pair() {
+        let ok = TestRequest::default()
+            .insert_header((AUTHORIZATION, header("gosign", "s3cret")))
+            .to_http_request();
+        assert_eq!(basic().check(&ok).unwrap().principal.as_deref(), Some("gosign"));
+        for (u, p) in [("gosign", "s3cre"), ("gosig", "s3cret"), ("gosign", "s3cret ")] {
+            let r = TestRequest::default()
+                .insert_header((AUTHORIZATION, header(u, p)))
+                .to_http_request();
+            assert_eq!(basic().check(&r), Err(AuthFailure::Invalid));
+        }
+        let none = TestRequest::default().to_http_request();
+        assert_eq!(basic().check(&none), Err(AuthFailure::Missing));
+        let junk = TestRequest::default()
+            .insert_header((AUTHORIZATION, "Basic %%%"))
+            .to_http_request();
+        assert_eq!(basic().check(&junk), Err(AuthFailure::Malformed));
+    }
+
+    #[test]
+    fn api_key_header_is_compared() {
+        let auth = SurfaceAuth::ApiKey {
+            header: HeaderName::from_static("x-api-key"),
+            key: b"0123456789abcdef".to_vec(),
+        };
+        let ok = TestRequest::default()
+            .insert_header(("X-Api-Key", "0123456789abcdef"))
+            .to_http_request();
+        assert!(auth.check(&ok).is_ok());
+        let bad = TestRequest::default()
+            .insert_header(("X-Api-Key", "0123456789abcdeX"))
+            .to_http_request();
+        assert_eq!(auth.check(&bad), Err(AuthFailure::Invalid));
+    }
+}

@@ -1,0 +1,384 @@
+//! Typed configuration: TOML file, then `SIGNRELAY__SECTION__KEY` environment overrides,
+//! validated once at start. Every key is documented in `signrelay.example.toml`.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::providers::{Env, Format, Toml};
+use figment::Figment;
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthConfig;
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub log: LogConfig,
+    pub store: StoreConfig,
+    pub relay: RelayConfig,
+    pub nrc: NrcConfig,
+    pub admin: AdminConfig,
+    pub gosign: GosignConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on; port 0 picks a free port.
+    pub listen: SocketAddr,
+    /// Worker threads for HTTP; 0 = one per core.
+    pub workers: usize,
+    /// Time a client gets to send its request headers and body.
+    pub client_timeout_secs: u64,
+    /// On shutdown, how long in-flight requests get to finish.
+    pub shutdown_timeout_secs: u64,
+    /// Largest registry/admin request body.
+    pub api_body_limit_kib: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (pretty in a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `signrelay=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// Directory of the embedded sled database and the large-payload archive.
+    pub path: PathBuf,
+    /// Delivered (or never relayed) events and their raw payloads are purged after this age.
+    pub retention_days: u64,
+    /// How often the purge runs.
+    pub purge_interval_secs: u64,
+    /// Most callbacks that share one flush.
+    pub max_group: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayConfig {
+    /// Run the delivery worker (off: record only).
+    pub enabled: bool,
+    /// Also relay Progress events (with `progress_actie`).
+    pub relay_progress: bool,
+    pub progress_actie: String,
+    /// Deliveries in flight towards the NRC at once.
+    pub concurrency: usize,
+    /// Per-request timeout towards the NRC.
+    pub timeout_secs: u64,
+    /// Exponential backoff with full jitter between `backoff_initial_ms` and `backoff_max_secs`.
+    pub backoff_initial_ms: u64,
+    pub backoff_max_secs: u64,
+    /// An outcome the NRC keeps refusing with retryable errors is dead-lettered after this age.
+    pub give_up_after_hours: u64,
+    /// An event whose transaction is never registered is dead-lettered after this age.
+    pub park_timeout_hours: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NrcConfig {
+    /// Base URL of the NRC API, e.g. `https://nrc.example.nl/api/v1`.
+    pub url: String,
+    pub kanaal: String,
+    /// Documentation URL sent when the kanaal is created.
+    pub kanaal_documentatie_link: String,
+    /// Filters sent when the kanaal is created.
+    pub kanaal_filters: Vec<String>,
+    /// At start, create the kanaal if the NRC lacks it.
+    pub ensure_kanaal: bool,
+    pub client_id: String,
+    pub secret: Secret,
+    pub user_id: String,
+    pub user_representation: String,
+    /// A ZGW JWT is regenerated once it is this old (real NRCs reject `iat` older than 1 h).
+    pub jwt_max_age_secs: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AdminConfig {
+    /// Authentication of the admin and registry API (`/api/v1/...`).
+    pub auth: AuthConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignConfig {
+    pub rest: GosignRestConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignRestConfig {
+    pub enabled: bool,
+    pub base_path: String,
+    /// Must be set explicitly, `{ method = "none" }` included.
+    pub auth: Option<AuthConfig>,
+    /// Largest notify body (documents arrive inline, base64).
+    pub body_limit_mib: usize,
+    /// Bodies above 1 MiB being read at once; more wait, so memory stays bounded.
+    pub large_bodies_in_flight: usize,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".parse().unwrap(),
+            workers: 0,
+            client_timeout_secs: 30,
+            shutdown_timeout_secs: 30,
+            api_body_limit_kib: 100,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            path: PathBuf::from("./signrelay-data"),
+            retention_days: 30,
+            purge_interval_secs: 3600,
+            max_group: 1024,
+        }
+    }
+}
+
+impl Default for RelayConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            relay_progress: false,
+            progress_actie: "OndertekenenVoortgang".into(),
+            concurrency: 4,
+            timeout_secs: 10,
+            backoff_initial_ms: 500,
+            backoff_max_secs: 600,
+            give_up_after_hours: 72,
+            park_timeout_hours: 168,
+        }
+    }
+}
+
+impl Default for NrcConfig {
+    fn default() -> Self {
+        Self {
+            url: "http://localhost:8000/api/v1".into(),
+            kanaal: "documentacties".into(),
+            kanaal_documentatie_link: "https://github.com/signrelay/signrelay".into(),
+            kanaal_filters: vec!["transaction_id".into()],
+            ensure_kanaal: true,
+            client_id: "signrelay".into(),
+            secret: Secret::env("SIGNRELAY_NRC_SECRET"),
+            user_id: "signrelay".into(),
+            user_representation: "signrelay".into(),
+            jwt_max_age_secs: 300,
+        }
+    }
+}
+
+impl Default for AdminConfig {
+    fn default() -> Self {
+        Self {
+            auth: AuthConfig::ApiKey {
+                header: "X-Api-Key".into(),
+                key: Secret::env("SIGNRELAY_ADMIN_API_KEY"),
+            },
+        }
+    }
+}
+
+impl Default for GosignRestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_path: "/gosign/rest".into(),
+            auth: None,
+            body_limit_mib: 64,
+            large_bodies_in_flight: 2,
+        }
+    }
+}
+
+/// A secret: inline (for development), from an environment variable, or from a file (e.g. a
+/// mounted Kubernetes secret). Resolved once at start; never printed.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum Secret {
+    Env(EnvRef),
+    File(FileRef),
+    Inline(String),
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct EnvRef {
+    pub env: String,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Debug)]
+#[serde(deny_unknown_fields)]
+pub struct FileRef {
+    pub file: PathBuf,
+}
+
+impl Secret {
+    pub fn env(name: &str) -> Secret {
+        Secret::Env(EnvRef { env: name.into() })
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Env(EnvRef { env }) => write!(f, "Secret(env {env})"),
+            Secret::File(FileRef { file }) => write!(f, "Secret(file {})", file.display()),
+            Secret::Inline(_) => f.write_str("Secret(inline ***)"),
+        }
+    }
+}
+
+impl Secret {
+    /// The secret's value. Trailing newlines of files are dropped.
+    pub fn resolve(&self) -> anyhow::Result<String> {
+        match self {
+            Secret::Inline(s) => Ok(s.clone()),
+            Secret::Env(EnvRef { env }) => std::env::var(env)
+                .map_err(|_| anyhow::anyhow!("environment variable {env} is not set")),
+            Secret::File(FileRef { file }) => std::fs::read_to_string(file)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
+                .map_err(|e| anyhow::anyhow!("cannot read secret file {}: {e}", file.display())),
+        }
+    }
+
+    /// How the effective config shows it: where it comes from, never what it is.
+    pub fn redacted(&self) -> serde_json::Value {
+        match self {
+            Secret::Env(EnvRef { env }) => serde_json::json!({ "env": env }),
+            Secret::File(FileRef { file }) => serde_json::json!({ "file": file }),
+            Secret::Inline(_) => serde_json::json!("***"),
+        }
+    }
+}
+
+impl Config {
+    /// Defaults, then the TOML file (if any), then `SIGNRELAY__…` environment variables.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        // Defaults come from serde, not from a merged provider: merging would mix a default
+        // `{ env = … }` secret with a configured `{ file = … }` one.
+        let mut fig = Figment::new();
+        if let Some(file) = file {
+            if !file.exists() {
+                anyhow::bail!("config file {} does not exist", file.display());
+            }
+            fig = fig.merge(Toml::file_exact(file));
+        }
+        fig = fig.merge(Env::prefixed("SIGNRELAY__").split("__"));
+        let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("{e}"))?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Checks that hold across keys; secrets must resolve so that a bad deployment fails at
+    /// start, not at the first callback.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        let mut errs: Vec<String> = Vec::new();
+        let nrc = url::Url::parse(&self.nrc.url);
+        match nrc {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => errs.push(format!("nrc.url is not an http(s) URL: {}", self.nrc.url)),
+        }
+        if self.nrc.kanaal.trim().is_empty() {
+            errs.push("nrc.kanaal is empty".into());
+        }
+        if self.relay.enabled {
+            if let Err(e) = self.nrc.secret.resolve() {
+                errs.push(format!("nrc.secret: {e}"));
+            }
+        }
+        if self.relay.concurrency == 0 {
+            errs.push("relay.concurrency must be at least 1".into());
+        }
+        if self.relay.backoff_initial_ms == 0
+            || self.relay.backoff_initial_ms > self.relay.backoff_max_secs * 1000
+        {
+            errs.push("relay.backoff_initial_ms must be > 0 and <= relay.backoff_max_secs".into());
+        }
+        if !(1..=3600).contains(&self.nrc.jwt_max_age_secs) {
+            errs.push("nrc.jwt_max_age_secs must be between 1 and 3600".into());
+        }
+        if self.store.max_group == 0 {
+            errs.push("store.max_group must be at least 1".into());
+        }
+        if let Err(e) = self.admin.auth.validate("admin.auth") {
+            errs.push(e);
+        }
+        if self.gosign.rest.enabled {
+            if !self.gosign.rest.base_path.starts_with('/')
+                || self.gosign.rest.base_path.ends_with('/')
+            {
+                errs.push("gosign.rest.base_path must start and not end with '/'".into());
+            }
+            match &self.gosign.rest.auth {
+                None => errs.push(
+                    "gosign.rest.auth is not set: choose basic, api-key, or (explicitly) none"
+                        .into(),
+                ),
+                Some(a) => {
+                    if let Err(e) = a.validate("gosign.rest.auth") {
+                        errs.push(e);
+                    }
+                }
+            }
+            if self.gosign.rest.body_limit_mib == 0 || self.gosign.rest.large_bodies_in_flight == 0
+            {
+                errs.push(
+                    "gosign.rest.body_limit_mib and large_bodies_in_flight must be > 0".into(),
+                );
+            }
+        }
+        if errs.is_empty() {
+            Ok(())
+        } else {
+            anyhow::bail!("invalid configuration:\n  - {}", errs.join("\n  - "))
+        }
+    }
+
+    /// The effective configuration as `check-config` prints it: secrets show their source only.
+    pub fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serializes");
+        v["nrc"]["secret"] = self.nrc.secret.redacted();
+        v["admin"]["auth"] = self.admin.auth.redacted();
+        if let Some(a) = &self.gosign.rest.auth {
+            v["gosign"]["rest"]["auth"] = a.redacted();
+        }
+        v
+    }
+
+    pub fn relay_timeout(&self) -> Duration {
+        Duration::from_secs(self.relay.timeout_secs)
+    }
+}

@@ -1,0 +1,7 @@
+//! signrelay: vendor callbacks in, one event model, a durable store, relay out to the ZGW NRC.
+
+pub mod auth;
+pub mod config;
+pub mod event;
+pub mod registry;
+pub mod store;

@@ -1,0 +1,106 @@
+//! Raw payload archive. Small payloads live in sled beside the event; large ones (inline
+//! signed documents) are files, because sled 0.34 writes values over ~128 KiB to blob files
+//! it never fsyncs. A large file is written and fsynced before the batch that refers to it.
+
+use std::fs::{self, File};
+use std::io::Write;
+use std::path::PathBuf;
+
+use bytes::Bytes;
+use uuid::Uuid;
+
+use super::{RawPayload, StoreError};
+
+/// Payloads up to this size are stored inline in sled.
+pub const INLINE_MAX: usize = 64 * 1024;
+
+const INLINE: u8 = 0;
+const IN_FILE: u8 = 1;
+
+pub struct Archive {
+    dir: PathBuf,
+}
+
+impl Archive {
+    pub fn open(dir: PathBuf) -> Result<Archive, StoreError> {
+        fs::create_dir_all(&dir)?;
+        Ok(Archive { dir })
+    }
+
+    fn path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(id.simple().to_string())
+    }
+
+    /// Encodes the sled value for a payload, writing large bodies to their own file first.
+    pub fn encode(&self, id: Uuid, p: &RawPayload) -> Result<Vec<u8>, StoreError> {
+        let ct = p.content_type.as_bytes();
+        let ct_len = ct.len().min(255);
+        let large = p.bytes.len() > INLINE_MAX;
+        let mut v = Vec::with_capacity(2 + ct_len + if large { 0 } else { p.bytes.len() });
+        v.push(if large { IN_FILE } else { INLINE });
+        v.push(ct_len as u8);
+        v.extend_from_slice(&ct[..ct_len]);
+        if large {
+            self.write_file(id, &p.bytes)?;
+        } else {
+            v.extend_from_slice(&p.bytes);
+        }
+        Ok(v)
+    }
+
+    fn write_file(&self, id: Uuid, bytes: &[u8]) -> Result<(), StoreError> {
+        let final_path = self.path(id);
+        let tmp = final_path.with_extension("tmp");
+        let mut f = File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &final_path)?;
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    pub fn decode(&self, id: Uuid, v: &[u8]) -> Result<RawPayload, StoreError> {
+        let corrupt = || StoreError::Corrupt(format!("payload {id}"));
+        let kind = *v.first().ok_or_else(corrupt)?;
+        let ct_len = *v.get(1).ok_or_else(corrupt)? as usize;
+        let ct = v.get(2..2 + ct_len).ok_or_else(corrupt)?;
+        let content_type = String::from_utf8_lossy(ct).into_owned();
+        let bytes = match kind {
+            INLINE => Bytes::copy_from_slice(&v[2 + ct_len..]),
+            IN_FILE => Bytes::from(fs::read(self.path(id))?),
+            _ => return Err(corrupt()),
+        };
+        Ok(RawPayload {
+            content_type,
+            bytes,
+        })
+    }
+
+    /// Removes a payload's file, if it has one. Missing files are fine (purged before).
+    pub fn remove_file(&self, id: Uuid) {
+        let _ = fs::remove_file(self.path(id));
+    }
+
+    /// Files no event refers to (a crash between the file and its batch) older than `age`.
+    pub fn sweep_orphans(&self, referenced: impl Fn(Uuid) -> bool, age: std::time::Duration) {
+        let Ok(entries) = fs::read_dir(&self.dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let Some(name) = name.to_str() else { continue };
+            let stem = name.trim_end_matches(".tmp");
+            let old = e
+                .metadata()
+                .and_then(|m| m.modified())
+                .map(|t| t.elapsed().unwrap_or_default() > age)
+                .unwrap_or(false);
+            match Uuid::parse_str(stem) {
+                Ok(id) if old && !referenced(id) => {
+                    let _ = fs::remove_file(e.path());
+                }
+                _ => {}
+            }
+        }
+    }
+}

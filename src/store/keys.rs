@@ -1,0 +1,118 @@
+//! The key layout of the single sled tree. One tree, so that one `sled::Batch` (atomic) can
+//! cover every part of a callback.
+
+use chrono::{DateTime, TimeZone, Utc};
+use uuid::Uuid;
+
+use crate::event::Vendor;
+
+pub const DELIVERY: &[u8] = b"d/"; // d/<dedup key>          -> event id
+pub const EVENT: &[u8] = b"e/"; // e/<event uuid>           -> SigningEvent json
+pub const PAYLOAD: &[u8] = b"p/"; // p/<archive uuid>       -> archived payload
+pub const OUTBOX: &[u8] = b"o/"; // o/<due ms><event uuid>  -> OutboxItem json
+pub const OUTBOX_BY_EVENT: &[u8] = b"O/"; // O/<event uuid> -> due ms
+pub const TERMINAL: &[u8] = b"t/"; // t/<vendor>\0<tx>      -> event id of the relayed outcome
+pub const PARKED: &[u8] = b"k/"; // k/<vendor>\0<tx>\0<id>  -> parked-at ms
+pub const REGISTRATION: &[u8] = b"r/"; // r/<vendor>\0<tx>  -> Registration json
+pub const DEAD: &[u8] = b"l/"; // l/<event uuid>            -> DeadLetter json
+pub const QUARANTINE: &[u8] = b"q/"; // q/<uuid>            -> QuarantineEntry json
+pub const PROBE: &[u8] = b"m/probe";
+
+fn cat(parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+pub fn delivery(dedup: &str) -> Vec<u8> {
+    cat(&[DELIVERY, dedup.as_bytes()])
+}
+
+pub fn event(id: Uuid) -> Vec<u8> {
+    cat(&[EVENT, id.as_bytes()])
+}
+
+pub fn payload(id: Uuid) -> Vec<u8> {
+    cat(&[PAYLOAD, id.as_bytes()])
+}
+
+pub fn outbox(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
+    let ms = due.timestamp_millis().max(0) as u64;
+    cat(&[OUTBOX, &ms.to_be_bytes(), id.as_bytes()])
+}
+
+/// Reads the due time back out of an outbox key.
+pub fn outbox_due(key: &[u8]) -> Option<DateTime<Utc>> {
+    let ms = u64::from_be_bytes(key.get(2..10)?.try_into().ok()?);
+    Utc.timestamp_millis_opt(ms as i64).single()
+}
+
+pub fn outbox_by_event(id: Uuid) -> Vec<u8> {
+    cat(&[OUTBOX_BY_EVENT, id.as_bytes()])
+}
+
+/// `<vendor>\0<tx>`; transaction ids never contain NUL (checked at the surfaces).
+fn transaction(vendor: Vendor, tx: &str) -> Vec<u8> {
+    cat(&[vendor.as_str().as_bytes(), b"\0", tx.as_bytes()])
+}
+
+pub fn terminal(vendor: Vendor, tx: &str) -> Vec<u8> {
+    cat(&[TERMINAL, &transaction(vendor, tx)])
+}
+
+pub fn registration(vendor: Vendor, tx: &str) -> Vec<u8> {
+    cat(&[REGISTRATION, &transaction(vendor, tx)])
+}
+
+pub fn parked_prefix(vendor: Vendor, tx: &str) -> Vec<u8> {
+    cat(&[PARKED, &transaction(vendor, tx), b"\0"])
+}
+
+pub fn parked(vendor: Vendor, tx: &str, id: Uuid) -> Vec<u8> {
+    cat(&[&parked_prefix(vendor, tx), id.as_bytes()])
+}
+
+/// The event id at the end of a parked key.
+pub fn parked_event(key: &[u8]) -> Option<Uuid> {
+    let tail = key.get(key.len().checked_sub(16)?..)?;
+    Uuid::from_slice(tail).ok()
+}
+
+pub fn dead(id: Uuid) -> Vec<u8> {
+    cat(&[DEAD, id.as_bytes()])
+}
+
+pub fn quarantine(id: Uuid) -> Vec<u8> {
+    cat(&[QUARANTINE, id.as_bytes()])
+}
+
+pub fn ms(t: DateTime<Utc>) -> [u8; 8] {
+    (t.timestamp_millis().max(0) as u64).to_be_bytes()
+}
+
+pub fn from_ms(b: &[u8]) -> Option<DateTime<Utc>> {
+    let ms = u64::from_be_bytes(b.try_into().ok()?);
+    Utc.timestamp_millis_opt(ms as i64).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outbox_keys_sort_by_due_time() {
+        let id = Uuid::now_v7();
+        let early = Utc.timestamp_millis_opt(1_000).unwrap();
+        let late = Utc.timestamp_millis_opt(2_000_000).unwrap();
+        assert!(outbox(early, id) < outbox(late, Uuid::nil()));
+        assert_eq!(outbox_due(&outbox(late, id)), Some(late));
+    }
+
+    #[test]
+    fn parked_key_ends_with_event_id() {
+        let id = Uuid::now_v7();
+        assert_eq!(parked_event(&parked(Vendor::Gosign, "env-1", id)), Some(id));
+    }
+}

@@ -1,0 +1,597 @@
+//! The embedded store: sled 0.34, one tree, one writer thread with group commit.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::archive::Archive;
+use super::keys;
+use super::writer::{CommitObserver, Counts, Staging, Writer};
+use super::{
+    DeadLetter, DeliveryResult, Depths, EventQuery, NewEvent, OutboxItem, QuarantineEntry,
+    RawPayload, Recorded, Registered, Store, StoreError,
+};
+use crate::event::{Caller, NotRelayed, RelayState, SigningEvent, Vendor};
+use crate::registry::Registration;
+
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Progress events go to the outbox too (otherwise they are recorded only).
+    pub relay_progress: bool,
+    pub max_group: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            relay_progress: false,
+            max_group: 1024,
+        }
+    }
+}
+
+pub struct SledStore {
+    tree: sled::Tree,
+    writer: Writer,
+    archive: Arc<Archive>,
+    counts: Arc<Counts>,
+    options: StoreOptions,
+    path: PathBuf,
+}
+
+fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
+    serde_json::to_vec(v).expect("store records serialize")
+}
+
+fn parse<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(b).map_err(|e| StoreError::Corrupt(format!("{what}: {e}")))
+}
+
+fn uuid_at(b: &[u8]) -> Result<Uuid, StoreError> {
+    Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("event id".into()))
+}
+
+impl SledStore {
+    /// Opens (or creates) the store at `path`. Fails with `Locked` when another process has it.
+    pub fn open(
+        path: &Path,
+        options: StoreOptions,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> Result<(SledStore, std::thread::JoinHandle<()>), StoreError> {
+        std::fs::create_dir_all(path)?;
+        let db = sled::Config::new()
+            .path(path.join("sled"))
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                sled::Error::Io(io) if io.to_string().contains("lock") => {
+                    StoreError::Locked(path.display().to_string())
+                }
+                other => StoreError::from(other),
+            })?;
+        let tree = db.open_tree("signrelay")?;
+        let db_file = File::open(path.join("sled").join("db"))?;
+        let archive = Arc::new(Archive::open(path.join("payloads"))?);
+        let counts = Arc::new(Counts::default());
+        let count = |p: &[u8]| tree.scan_prefix(p).keys().count() as i64;
+        counts.outbox.store(count(keys::OUTBOX), Relaxed);
+        counts.parked.store(count(keys::PARKED), Relaxed);
+        counts.dead_letters.store(count(keys::DEAD), Relaxed);
+        counts.quarantine.store(count(keys::QUARANTINE), Relaxed);
+        let (writer, handle) = Writer::start(
+            db,
+            tree.clone(),
+            db_file,
+            options.max_group,
+            counts.clone(),
+            observer,
+        );
+        Ok((
+            SledStore {
+                tree,
+                writer,
+                archive,
+                counts,
+                options,
+                path: path.to_path_buf(),
+            },
+            handle,
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Encodes a payload for the archive off the async runtime (large ones are fsynced files).
+    async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
+        let archive = self.archive.clone();
+        tokio::task::spawn_blocking(move || archive.encode(id, &p))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Puts an event into the outbox, due now.
+fn enqueue(s: &mut Staging<'_>, id: Uuid, now: DateTime<Utc>, attempts: u32) {
+    let item = OutboxItem {
+        event_id: id,
+        due: now,
+        attempts,
+        first_queued_at: now,
+        last_error: None,
+    };
+    s.insert(keys::outbox(now, id), json(&item));
+    s.insert(keys::outbox_by_event(id), keys::ms(now).to_vec());
+    s.deltas.outbox += 1;
+}
+
+/// Takes an event out of the outbox; returns its entry if it was there.
+fn dequeue(s: &mut Staging<'_>, id: Uuid) -> Result<Option<OutboxItem>, StoreError> {
+    let Some(due) = s.get(&keys::outbox_by_event(id))? else {
+        return Ok(None);
+    };
+    let due = keys::from_ms(&due).ok_or_else(|| StoreError::Corrupt("outbox index".into()))?;
+    let key = keys::outbox(due, id);
+    let item = match s.get(&key)? {
+        Some(v) => Some(parse::<OutboxItem>("outbox", &v)?),
+        None => None,
+    };
+    s.remove(key);
+    s.remove(keys::outbox_by_event(id));
+    s.deltas.outbox -= 1;
+    Ok(item)
+}
+
+fn load_event(s: &Staging<'_>, id: Uuid) -> Result<SigningEvent, StoreError> {
+    let v = s.get(&keys::event(id))?.ok_or(StoreError::NotFound)?;
+    parse("event", &v)
+}
+
+fn save_event(s: &mut Staging<'_>, e: &SigningEvent) {
+    s.insert(keys::event(e.id), json(e));
+}
+
+fn dead_letter(
+    s: &mut Staging<'_>,
+    mut event: SigningEvent,
+    attempts: u32,
+    reason: String,
+    nrc_status: Option<u16>,
+    nrc_body: Option<String>,
+) {
+    let now = Utc::now();
+    let dl = DeadLetter {
+        event_id: event.id,
+        vendor: event.vendor,
+        transaction_id: event.transaction_id.clone(),
+        at: now,
+        reason: reason.clone(),
+        attempts,
+        nrc_status,
+        nrc_body,
+    };
+    s.insert(keys::dead(event.id), json(&dl));
+    s.deltas.dead_letters += 1;
+    event.relay = RelayState::DeadLettered { at: now, reason };
+    save_event(s, &event);
+}
+
+#[async_trait]
+impl Store for SledStore {
+    async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
+        // A retried large delivery need not write its file again.
+        if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
+            return Ok(Recorded::Duplicate {
+                event_id: uuid_at(&id)?,
+            });
+        }
+        let archive_id = Uuid::now_v7();
+        let encoded = self.encode_payload(archive_id, payload).await?;
+        let relay_progress = self.options.relay_progress;
+        self.writer
+            .write(move |s| {
+                let dkey = keys::delivery(&new.dedup_key);
+                if let Some(id) = s.get(&dkey)? {
+                    return Ok(Recorded::Duplicate {
+                        event_id: uuid_at(&id)?,
+                    });
+                }
+                let id = Uuid::now_v7();
+                let now = Utc::now();
+                let mut relay = RelayState::Pending;
+                if new.outcome.is_terminal() {
+                    let tkey = keys::terminal(new.vendor, &new.transaction_id);
+                    if let Some(first) = s.get(&tkey)? {
+                        let first = load_event(s, uuid_at(&first)?)?;
+                        let why = if first.outcome.label() == new.outcome.label() {
+                            NotRelayed::RepeatedOutcome
+                        } else {
+                            NotRelayed::ConflictingOutcome
+                        };
+                        relay = RelayState::NotRelayed { why };
+                    } else {
+                        s.insert(tkey, id.as_bytes().to_vec());
+                    }
+                } else if !relay_progress {
+                    relay = RelayState::NotRelayed {
+                        why: NotRelayed::Progress,
+                    };
+                }
+                if relay == RelayState::Pending {
+                    if s.contains(&keys::registration(new.vendor, &new.transaction_id))? {
+                        enqueue(s, id, now, 0);
+                    } else {
+                        s.insert(
+                            keys::parked(new.vendor, &new.transaction_id, id),
+                            keys::ms(now).to_vec(),
+                        );
+                        s.deltas.parked += 1;
+                        relay = RelayState::Parked;
+                    }
+                }
+                let event = SigningEvent {
+                    id,
+                    vendor: new.vendor,
+                    transaction_id: new.transaction_id,
+                    outcome: new.outcome,
+                    occurred_at: new.occurred_at,
+                    received_at: now,
+                    surface: new.surface.to_string(),
+                    dedup_key: new.dedup_key,
+                    archive_id,
+                    documents: new.documents,
+                    caller: new.caller,
+                    relay,
+                };
+                s.insert(dkey, id.as_bytes().to_vec());
+                s.insert(keys::payload(archive_id), encoded);
+                save_event(s, &event);
+                Ok(Recorded::New(event))
+            })
+            .await
+    }
+
+    async fn quarantine(
+        &self,
+        vendor: Vendor,
+        surface: &str,
+        reason: String,
+        caller: Caller,
+        payload: RawPayload,
+    ) -> Result<QuarantineEntry, StoreError> {
+        let archive_id = Uuid::now_v7();
+        let encoded = self.encode_payload(archive_id, payload).await?;
+        let entry = QuarantineEntry {
+            id: Uuid::now_v7(),
+            vendor,
+            surface: surface.to_string(),
+            received_at: Utc::now(),
+            reason,
+            archive_id,
+            caller,
+        };
+        let e = entry.clone();
+        self.writer
+            .write(move |s| {
+                s.insert(keys::payload(archive_id), encoded);
+                s.insert(keys::quarantine(e.id), json(&e));
+                s.deltas.quarantine += 1;
+                Ok(())
+            })
+            .await?;
+        Ok(entry)
+    }
+
+    async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
+        self.writer
+            .write(move |s| {
+                let rkey = keys::registration(reg.vendor, &reg.transaction_id);
+                let created = !s.contains(&rkey)?;
+                s.insert(rkey, json(&reg));
+                let now = Utc::now();
+                let parked = s.scan_prefix(&keys::parked_prefix(reg.vendor, &reg.transaction_id))?;
+                for (k, _) in &parked {
+                    let id = keys::parked_event(k)
+                        .ok_or_else(|| StoreError::Corrupt("parked key".into()))?;
+                    s.remove(k.clone());
+                    s.deltas.parked -= 1;
+                    let mut event = load_event(s, id)?;
+                    event.relay = RelayState::Pending;
+                    save_event(s, &event);
+                    enqueue(s, id, now, 0);
+                }
+                Ok(Registered {
+                    created,
+                    released: parked.len(),
+                })
+            })
+            .await
+    }
+
+    fn registration(&self, vendor: Vendor, tx: &str) -> Result<Option<Registration>, StoreError> {
+        match self.tree.get(keys::registration(vendor, tx))? {
+            Some(v) => Ok(Some(parse("registration", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn unregister(&self, vendor: Vendor, tx: &str) -> Result<bool, StoreError> {
+        let key = keys::registration(vendor, tx);
+        self.writer
+            .write(move |s| {
+                let existed = s.contains(&key)?;
+                s.remove(key);
+                Ok(existed)
+            })
+            .await
+    }
+
+    fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        let end = keys::outbox(now, Uuid::max());
+        let mut out = Vec::new();
+        for kv in self.tree.range(keys::OUTBOX.to_vec()..=end).take(limit) {
+            let (_, v) = kv?;
+            out.push(parse("outbox", &v)?);
+        }
+        Ok(out)
+    }
+
+    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        match self.tree.scan_prefix(keys::OUTBOX).next() {
+            Some(kv) => Ok(keys::outbox_due(&kv?.0)),
+            None => Ok(None),
+        }
+    }
+
+    async fn complete(&self, id: Uuid, result: DeliveryResult) -> Result<(), StoreError> {
+        self.writer
+            .write(move |s| {
+                // Replayed or already completed elsewhere: nothing to do.
+                let Some(item) = dequeue(s, id)? else {
+                    return Ok(());
+                };
+                let attempts = item.attempts + 1;
+                let mut event = load_event(s, id)?;
+                match result {
+                    DeliveryResult::Delivered { at } => {
+                        event.relay = RelayState::Delivered { at, attempts };
+                        save_event(s, &event);
+                    }
+                    DeliveryResult::Retry { due, error } => {
+                        let next = OutboxItem {
+                            due,
+                            attempts,
+                            last_error: Some(error),
+                            ..item
+                        };
+                        s.insert(keys::outbox(due, id), json(&next));
+                        s.insert(keys::outbox_by_event(id), keys::ms(due).to_vec());
+                        s.deltas.outbox += 1;
+                    }
+                    DeliveryResult::DeadLetter {
+                        reason,
+                        nrc_status,
+                        nrc_body,
+                    } => dead_letter(s, event, attempts, reason, nrc_status, nrc_body),
+                    DeliveryResult::Park => {
+                        // A registration that arrived meanwhile wins over parking.
+                        if s.contains(&keys::registration(event.vendor, &event.transaction_id))? {
+                            enqueue(s, id, Utc::now(), item.attempts);
+                        } else {
+                            s.insert(
+                                keys::parked(event.vendor, &event.transaction_id, id),
+                                keys::ms(Utc::now()).to_vec(),
+                            );
+                            s.deltas.parked += 1;
+                            event.relay = RelayState::Parked;
+                            save_event(s, &event);
+                        }
+                    }
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    async fn replay(&self, id: Uuid) -> Result<(), StoreError> {
+        self.writer
+            .write(move |s| {
+                if !s.contains(&keys::dead(id))? {
+                    return Err(StoreError::NotFound);
+                }
+                s.remove(keys::dead(id));
+                s.deltas.dead_letters -= 1;
+                let mut event = load_event(s, id)?;
+                event.relay = RelayState::Pending;
+                save_event(s, &event);
+                enqueue(s, id, Utc::now(), 0);
+                Ok(())
+            })
+            .await
+    }
+
+    async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        self.writer
+            .write(move |s| {
+                let mut n = 0;
+                for (k, v) in s.scan_prefix(keys::PARKED)? {
+                    let since = keys::from_ms(&v).unwrap_or(cutoff);
+                    if since >= cutoff {
+                        continue;
+                    }
+                    let id = keys::parked_event(&k)
+                        .ok_or_else(|| StoreError::Corrupt("parked key".into()))?;
+                    s.remove(k);
+                    s.deltas.parked -= 1;
+                    let event = load_event(s, id)?;
+                    let reason = "geen registratie van de transactie ontvangen".to_string();
+                    dead_letter(s, event, 0, reason, None, None);
+                    n += 1;
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        // Events are keyed by UUIDv7, so they are in time order: stop at the first young one.
+        let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
+        let mut candidates = Vec::new();
+        for kv in self.tree.scan_prefix(keys::EVENT) {
+            let (k, v) = kv?;
+            let id = uuid_at(&k[keys::EVENT.len()..])?;
+            let (secs, nanos) = id.get_timestamp().map(|t| t.to_unix()).unwrap_or((0, 0));
+            if secs * 1000 + u64::from(nanos / 1_000_000) >= cutoff_ms {
+                break;
+            }
+            let e: SigningEvent = parse("event", &v)?;
+            if matches!(
+                e.relay,
+                RelayState::Delivered { .. } | RelayState::NotRelayed { .. }
+            ) {
+                candidates.push(e);
+            }
+        }
+        let mut quarantined = Vec::new();
+        for kv in self.tree.scan_prefix(keys::QUARANTINE) {
+            let (_, v) = kv?;
+            let q: QuarantineEntry = parse("quarantine", &v)?;
+            if q.received_at < cutoff {
+                quarantined.push(q);
+            }
+        }
+        let n = candidates.len() + quarantined.len();
+        let archive = self.archive.clone();
+        let files: Vec<Uuid> = candidates
+            .iter()
+            .map(|e| e.archive_id)
+            .chain(quarantined.iter().map(|q| q.archive_id))
+            .collect();
+        for chunk in candidates.chunks(512) {
+            let chunk = chunk.to_vec();
+            self.writer
+                .write(move |s| {
+                    for e in chunk {
+                        s.remove(keys::event(e.id));
+                        s.remove(keys::payload(e.archive_id));
+                        s.remove(keys::delivery(&e.dedup_key));
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
+        self.writer
+            .write(move |s| {
+                for q in quarantined {
+                    s.remove(keys::quarantine(q.id));
+                    s.remove(keys::payload(q.archive_id));
+                    s.deltas.quarantine -= 1;
+                }
+                Ok(())
+            })
+            .await?;
+        for id in files {
+            archive.remove_file(id);
+        }
+        let tree = self.tree.clone();
+        let age = (Utc::now() - cutoff).to_std().unwrap_or_default();
+        let sweep = archive.clone();
+        tokio::task::spawn_blocking(move || {
+            sweep.sweep_orphans(|id| tree.contains_key(keys::payload(id)).unwrap_or(true), age)
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?;
+        Ok(n)
+    }
+
+    async fn probe(&self) -> Result<(), StoreError> {
+        self.writer
+            .write(|s| {
+                s.insert(keys::PROBE.to_vec(), keys::ms(Utc::now()).to_vec());
+                Ok(())
+            })
+            .await
+    }
+
+    fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError> {
+        match self.tree.get(keys::event(id))? {
+            Some(v) => Ok(Some(parse("event", &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
+        let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        let start = match q.after {
+            Some(after) => {
+                let mut k = keys::event(after);
+                k.push(0);
+                k
+            }
+            None => keys::EVENT.to_vec(),
+        };
+        let mut out = Vec::new();
+        for kv in self.tree.range(start..) {
+            let (k, v) = kv?;
+            if !k.starts_with(keys::EVENT) {
+                break;
+            }
+            let e: SigningEvent = parse("event", &v)?;
+            let state = serde_json::to_value(&e.relay)
+                .ok()
+                .and_then(|v| v["state"].as_str().map(str::to_string));
+            let keep = q.vendor.is_none_or(|v| v == e.vendor)
+                && q
+                    .transaction_id
+                    .as_deref()
+                    .is_none_or(|t| t == e.transaction_id)
+                && q.state.as_deref().is_none_or(|s| state.as_deref() == Some(s));
+            if keep {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError> {
+        match self.tree.get(keys::payload(archive_id))? {
+            Some(v) => Ok(Some(self.archive.decode(archive_id, &v)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.tree
+            .scan_prefix(keys::DEAD)
+            .map(|kv| parse("dead letter", &kv?.1))
+            .collect()
+    }
+
+    fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
+        self.tree
+            .scan_prefix(keys::QUARANTINE)
+            .map(|kv| parse("quarantine", &kv?.1))
+            .collect()
+    }
+
+    fn depths(&self) -> Depths {
+        Depths {
+            outbox: self.counts.outbox.load(Relaxed),
+            parked: self.counts.parked.load(Relaxed),
+            dead_letters: self.counts.dead_letters.load(Relaxed),
+            quarantine: self.counts.quarantine.load(Relaxed),
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Group commit: one thread applies every mutation, many callbacks share one flush.
+//!
+//! Jobs are closures run on the writer thread against a [`Staging`] view (reads see the
+//! group's earlier writes), so read-check-write logic needs no locks or transactions. After a
+//! group is applied as one atomic `sled::Batch`, the writer flushes and `fdatasync`s the
+//! database file, and only then completes the jobs: a caller hears "ok" only once its write is
+//! on disk. sled 0.34's `flush()` alone never fsyncs (it uses `sync_file_range`).
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::ops::Bound;
+use std::sync::Arc;
+use std::time::Instant;
+
+use sled::IVec;
+use tokio::sync::{mpsc, oneshot};
+
+use super::StoreError;
+
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+type Job = Box<dyn FnOnce(&mut Staging<'_>) -> Completion + Send>;
+
+/// Counter changes a job makes, applied once its group is durable.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Deltas {
+    pub outbox: i64,
+    pub parked: i64,
+    pub dead_letters: i64,
+    pub quarantine: i64,
+}
+
+/// The writer's view for one job: reads see the job's own and the group's earlier writes.
+pub struct Staging<'a> {
+    tree: &'a sled::Tree,
+    group: BTreeMap<Vec<u8>, Option<IVec>>,
+    job: BTreeMap<Vec<u8>, Option<IVec>>,
+    group_deltas: Deltas,
+    pub deltas: Deltas,
+}
+
+impl<'a> Staging<'a> {
+    fn new(tree: &'a sled::Tree) -> Self {
+        Self {
+            tree,
+            group: BTreeMap::new(),
+            job: BTreeMap::new(),
+            group_deltas: Deltas::default(),
+            deltas: Deltas::default(),
+        }
+    }
+
+    pub fn get(&self, key: &[u8]) -> Result<Option<IVec>, StoreError> {
+        if let Some(v) = self.job.get(key) {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.group.get(key) {
+            return Ok(v.clone());
+        }
+        Ok(self.tree.get(key)?)
+    }
+
+    pub fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        Ok(self.get(key)?.is_some())
+    }
+
+    pub fn insert(&mut self, key: impl Into<Vec<u8>>, value: impl Into<IVec>) {
+        self.job.insert(key.into(), Some(value.into()));
+    }
+
+    pub fn remove(&mut self, key: impl Into<Vec<u8>>) {
+        self.job.insert(key.into(), None);
+    }
+
+    /// Keys and values under `prefix`, as this job would see them, in key order.
+    pub fn scan_prefix(&self, prefix: &[u8]) -> Result<Vec<(Vec<u8>, IVec)>, StoreError> {
+        let mut merged: BTreeMap<Vec<u8>, Option<IVec>> = BTreeMap::new();
+        for kv in self.tree.scan_prefix(prefix) {
+            let (k, v) = kv?;
+            merged.insert(k.to_vec(), Some(v));
+        }
+        for overlay in [&self.group, &self.job] {
+            let range = overlay.range::<[u8], _>((Bound::Included(prefix), Bound::Unbounded));
+            for (k, v) in range.take_while(|(k, _)| k.starts_with(prefix)) {
+                merged.insert(k.clone(), v.clone());
+            }
+        }
+        Ok(merged
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
+    fn commit_job(&mut self) {
+        let job = std::mem::take(&mut self.job);
+        self.group.extend(job);
+        let d = std::mem::take(&mut self.deltas);
+        self.group_deltas.outbox += d.outbox;
+        self.group_deltas.parked += d.parked;
+        self.group_deltas.dead_letters += d.dead_letters;
+        self.group_deltas.quarantine += d.quarantine;
+    }
+
+    fn discard_job(&mut self) {
+        self.job.clear();
+        self.deltas = Deltas::default();
+    }
+}
+
+/// Live counts kept by the writer, read by metrics and readiness.
+#[derive(Debug, Default)]
+pub struct Counts {
+    pub outbox: std::sync::atomic::AtomicI64,
+    pub parked: std::sync::atomic::AtomicI64,
+    pub dead_letters: std::sync::atomic::AtomicI64,
+    pub quarantine: std::sync::atomic::AtomicI64,
+}
+
+impl Counts {
+    fn apply(&self, d: Deltas) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.outbox.fetch_add(d.outbox, Relaxed);
+        self.parked.fetch_add(d.parked, Relaxed);
+        self.dead_letters.fetch_add(d.dead_letters, Relaxed);
+        self.quarantine.fetch_add(d.quarantine, Relaxed);
+    }
+}
+
+/// Figures about group commits, for metrics and the benchmark.
+pub trait CommitObserver: Send + Sync {
+    fn committed(&self, jobs: usize, seconds: f64, ok: bool);
+}
+
+#[derive(Clone)]
+pub struct Writer {
+    tx: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread. It ends once every `Writer` clone is dropped and the queue
+    /// is drained.
+    pub fn start(
+        db: sled::Db,
+        tree: sled::Tree,
+        db_file: File,
+        max_group: usize,
+        counts: Arc<Counts>,
+        observer: Option<Arc<dyn CommitObserver>>,
+    ) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, mut rx) = mpsc::channel::<Job>(max_group * 4);
+        let handle = std::thread::Builder::new()
+            .name("signrelay-writer".into())
+            .spawn(move || {
+                let mut completions: Vec<(Completion, Deltas)> = Vec::with_capacity(max_group);
+                while let Some(first) = rx.blocking_recv() {
+                    let started = Instant::now();
+                    let mut staging = Staging::new(&tree);
+                    let mut next = Some(first);
+                    while let Some(job) = next.take() {
+                        let done = job(&mut staging);
+                        let d = staging.deltas;
+                        staging.commit_job();
+                        completions.push((done, d));
+                        if completions.len() < max_group {
+                            next = rx.try_recv().ok();
+                        }
+                    }
+                    let group = std::mem::take(&mut staging.group);
+                    let result = apply(&db, &tree, &db_file, group);
+                    let ok = result.is_ok();
+                    if let Some(o) = &observer {
+                        o.committed(completions.len(), started.elapsed().as_secs_f64(), ok);
+                    }
+                    for (done, deltas) in completions.drain(..) {
+                        if ok {
+                            counts.apply(deltas);
+                        }
+                        done(result.clone());
+                    }
+                }
+            })
+            .expect("spawn writer thread");
+        (Writer { tx }, handle)
+    }
+
+    /// Runs `f` on the writer thread and resolves once its writes are durable. When `f` fails
+    /// its writes are discarded and the error returned; the rest of the group still commits.
+    pub async fn write<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Staging<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<R, StoreError>>();
+        let job: Job = Box::new(move |staging| {
+            let outcome = f(staging);
+            if outcome.is_err() {
+                staging.discard_job();
+            }
+            Box::new(move |commit: Result<(), StoreError>| {
+                let _ = tx.send(commit.and(outcome));
+            })
+        });
+        self.tx
+            .send(job)
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn apply(
+    db: &sled::Db,
+    tree: &sled::Tree,
+    db_file: &File,
+    group: BTreeMap<Vec<u8>, Option<IVec>>,
+) -> Result<(), StoreError> {
+    if !group.is_empty() {
+        let mut batch = sled::Batch::default();
+        for (k, v) in group {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        tree.apply_batch(batch)?;
+    }
+    db.flush()?;
+    db_file.sync_data()?;
+    Ok(())
+}
