@@ -5,3 +5,8 @@ pub mod config;
 pub mod event;
 pub mod registry;
 pub mod store;
+pub mod health;
+pub mod intake;
+pub mod relay;
+pub mod telemetry;
+pub mod zgw;

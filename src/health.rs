@@ -1,0 +1,64 @@
+//! What readiness and the vendors' status pings report: is the store writable, is the relay
+//! worker alive.
+
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+
+use crate::store::Store;
+
+/// The relay counts as stuck when its loop has not ticked for this long.
+const RELAY_STALL: i64 = 30;
+
+#[derive(Debug, Default)]
+pub struct Health {
+    store_ok: AtomicBool,
+    relay_enabled: AtomicBool,
+    relay_tick: AtomicI64,
+}
+
+impl Health {
+    pub fn new(relay_enabled: bool) -> Arc<Health> {
+        let h = Health::default();
+        h.store_ok.store(true, Ordering::Relaxed);
+        h.relay_enabled.store(relay_enabled, Ordering::Relaxed);
+        h.relay_tick.store(Utc::now().timestamp(), Ordering::Relaxed);
+        Arc::new(h)
+    }
+
+    pub fn store_ok(&self) -> bool {
+        self.store_ok.load(Ordering::Relaxed)
+    }
+
+    /// Any durable write reports here, so a failing disk shows before the next probe.
+    pub fn store_result(&self, ok: bool) {
+        self.store_ok.store(ok, Ordering::Relaxed);
+    }
+
+    pub fn relay_tick(&self) {
+        self.relay_tick.store(Utc::now().timestamp(), Ordering::Relaxed);
+    }
+
+    pub fn relay_ok(&self) -> bool {
+        !self.relay_enabled.load(Ordering::Relaxed)
+            || Utc::now().timestamp() - self.relay_tick.load(Ordering::Relaxed) < RELAY_STALL
+    }
+
+    /// Probes the store with a durable write every `every` until the task is dropped.
+    pub async fn probe_store(self: Arc<Self>, store: Arc<dyn Store>, every: Duration) {
+        loop {
+            let ok = store.probe().await.is_ok();
+            if ok != self.store_ok() {
+                if ok {
+                    tracing::info!("store is writable again");
+                } else {
+                    tracing::error!("store is not writable");
+                }
+            }
+            self.store_result(ok);
+            tokio::time::sleep(every).await;
+        }
+    }
+}

@@ -1,0 +1,95 @@
+//! The one path every vendor surface records through: store, count, log, wake the relay.
+//! Surfaces parse, authenticate and normalize; everything after that lives here once.
+
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::event::{Caller, NewEvent, RelayState, Vendor};
+use crate::health::Health;
+use crate::store::{QuarantineEntry, RawPayload, Recorded, Store, StoreError};
+use crate::telemetry::Metrics;
+
+#[derive(Clone)]
+pub struct Intake {
+    pub store: Arc<dyn Store>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// Wakes the relay worker when something became due.
+    pub relay_wake: Arc<Notify>,
+}
+
+impl Intake {
+    /// Records a normalized callback; `Ok` means it is durable (or was already).
+    pub async fn record(
+        &self,
+        event: NewEvent,
+        payload: RawPayload,
+    ) -> Result<Recorded, StoreError> {
+        let (vendor, surface) = (event.vendor, event.surface);
+        let result = self.store.record(event, payload).await;
+        self.health.store_result(result.is_ok());
+        match &result {
+            Ok(Recorded::New(e)) => {
+                self.metrics.callback(vendor.as_str(), surface, "recorded");
+                tracing::info!(
+                    event_id = %e.id,
+                    vendor = %e.vendor,
+                    transaction_id = %e.transaction_id,
+                    outcome = e.outcome.label(),
+                    relay = ?relay_label(&e.relay),
+                    "callback recorded"
+                );
+                if e.relay == RelayState::Pending {
+                    self.relay_wake.notify_one();
+                }
+            }
+            Ok(Recorded::Duplicate { event_id }) => {
+                self.metrics.callback(vendor.as_str(), surface, "duplicate");
+                tracing::info!(%event_id, vendor = %vendor, surface, "duplicate delivery");
+            }
+            Err(e) => {
+                self.metrics.callback(vendor.as_str(), surface, "retry_later");
+                tracing::error!(vendor = %vendor, surface, error = %e, "callback not recorded");
+            }
+        }
+        result
+    }
+
+    /// Keeps a callback that can never be processed; `reason` must not contain payload data.
+    pub async fn quarantine(
+        &self,
+        vendor: Vendor,
+        surface: &'static str,
+        reason: String,
+        caller: Caller,
+        payload: RawPayload,
+    ) -> Result<QuarantineEntry, StoreError> {
+        let result = self
+            .store
+            .quarantine(vendor, surface, reason, caller, payload)
+            .await;
+        self.health.store_result(result.is_ok());
+        match &result {
+            Ok(q) => {
+                self.metrics.callback(vendor.as_str(), surface, "discarded");
+                tracing::warn!(quarantine_id = %q.id, vendor = %vendor, surface, reason = %q.reason, "callback quarantined");
+            }
+            Err(e) => {
+                self.metrics.callback(vendor.as_str(), surface, "retry_later");
+                tracing::error!(vendor = %vendor, surface, error = %e, "callback not quarantined");
+            }
+        }
+        result
+    }
+}
+
+fn relay_label(r: &RelayState) -> &'static str {
+    match r {
+        RelayState::Pending => "pending",
+        RelayState::Parked => "parked",
+        RelayState::Delivered { .. } => "delivered",
+        RelayState::DeadLettered { .. } => "dead_lettered",
+        RelayState::NotRelayed { .. } => "not_relayed",
+    }
+}

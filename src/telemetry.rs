@@ -1,0 +1,162 @@
+//! Logs and metrics. Logs are JSON in production and human-readable in a terminal; they carry
+//! ids and outcomes, never payloads, reasons typed by people, or secrets.
+
+use std::io::IsTerminal;
+
+use prometheus::{
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogConfig, LogFormat};
+use crate::store::writer::CommitObserver;
+use crate::store::Depths;
+
+/// Installs the global subscriber once; later calls (tests) are ignored.
+pub fn init_logging(cfg: &LogConfig) {
+    let filter = EnvFilter::try_from_env("SIGNRELAY_LOG")
+        .unwrap_or_else(|_| EnvFilter::new(cfg.level.clone()));
+    let json = match cfg.format {
+        LogFormat::Json => true,
+        LogFormat::Pretty => false,
+        LogFormat::Auto => !std::io::stderr().is_terminal(),
+    };
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
+    } else {
+        builder.compact().try_init()
+    };
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub callbacks: IntCounterVec,
+    pub auth_failures: IntCounterVec,
+    pub deliveries: IntCounterVec,
+    pub delivery_seconds: HistogramVec,
+    pub commits: IntCounterVec,
+    pub commit_seconds: Histogram,
+    pub commit_jobs: Histogram,
+    pub outbox: IntGauge,
+    pub parked: IntGauge,
+    pub dead_letters: IntGauge,
+    pub quarantine: IntGauge,
+    pub kanaal_ready: IntGauge,
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new_custom(Some("signrelay".into()), None).expect("registry");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+            registry.register(Box::new(c.clone())).expect("register");
+            c
+        };
+        let histogram = |name: &str, help: &str, labels: &[&str], buckets: Vec<f64>| {
+            let h = HistogramVec::new(HistogramOpts::new(name, help).buckets(buckets), labels)
+                .expect("metric");
+            registry.register(Box::new(h.clone())).expect("register");
+            h
+        };
+        let plain_histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            let h = Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("metric");
+            registry.register(Box::new(h.clone())).expect("register");
+            h
+        };
+        let gauge = |name: &str, help: &str| {
+            let g = IntGauge::new(name, help).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
+        let secs = vec![
+            0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        Metrics {
+            callbacks: counter(
+                "callbacks_total",
+                "Vendor callbacks by vendor, surface and result \
+                 (recorded, duplicate, discarded, retry_later, unauthorized, too_large)",
+                &["vendor", "surface", "result"],
+            ),
+            auth_failures: counter(
+                "auth_failures_total",
+                "Refused callers by surface and reason",
+                &["surface", "reason"],
+            ),
+            deliveries: counter(
+                "relay_deliveries_total",
+                "NRC delivery attempts by result (delivered, retry, dead_letter, parked)",
+                &["result"],
+            ),
+            delivery_seconds: histogram(
+                "relay_delivery_seconds",
+                "NRC request latency",
+                &["result"],
+                secs.clone(),
+            ),
+            commits: counter("store_commits_total", "Group commits by result", &["result"]),
+            commit_seconds: plain_histogram(
+                "store_commit_seconds",
+                "Time from a group's first job to its fdatasync",
+                secs,
+            ),
+            commit_jobs: plain_histogram(
+                "store_commit_jobs",
+                "Writes sharing one flush",
+                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+            ),
+            outbox: gauge("outbox_depth", "Outcomes waiting for delivery to the NRC"),
+            parked: gauge("parked_events", "Outcomes waiting for their transaction's registration"),
+            dead_letters: gauge("dead_letters", "Outcomes the relay gave up on"),
+            quarantine: gauge("quarantined_callbacks", "Callbacks that could not be processed"),
+            kanaal_ready: gauge("nrc_kanaal_ready", "1 once the kanaal is known to exist"),
+            registry,
+        }
+    }
+
+    pub fn callback(&self, vendor: &str, surface: &str, result: &str) {
+        self.callbacks
+            .with_label_values(&[vendor, surface, result])
+            .inc();
+    }
+
+    /// The Prometheus text exposition, with the store's depths as of now.
+    pub fn render(&self, depths: Depths) -> String {
+        self.outbox.set(depths.outbox);
+        self.parked.set(depths.parked);
+        self.dead_letters.set(depths.dead_letters);
+        self.quarantine.set(depths.quarantine);
+        let mut buf = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buf)
+            .expect("text encoding");
+        String::from_utf8(buf).expect("utf-8 metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl CommitObserver for Metrics {
+    fn committed(&self, jobs: usize, seconds: f64, ok: bool) {
+        self.commits
+            .with_label_values(&[if ok { "ok" } else { "error" }])
+            .inc();
+        if ok {
+            self.commit_seconds.observe(seconds);
+            self.commit_jobs.observe(jobs as f64);
+        }
+    }
+}
