@@ -10,3 +10,8 @@ pub mod intake;
 pub mod relay;
 pub mod telemetry;
 pub mod zgw;
+pub mod vendors;
+pub mod admin;
+pub mod problem;
+pub mod ops;
+pub mod app;

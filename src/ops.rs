@@ -1,0 +1,53 @@
+//! Operations endpoints: liveness, readiness and Prometheus metrics.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+
+use crate::health::Health;
+use crate::store::Store;
+use crate::telemetry::Metrics;
+
+pub struct Ops {
+    pub store: Arc<dyn Store>,
+    pub health: Arc<Health>,
+    pub metrics: Arc<Metrics>,
+}
+
+pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<Ops>) {
+    cfg.app_data(state)
+        .route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics));
+}
+
+/// The process is up and serving.
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+}
+
+/// Ready to take callbacks: the store is writable and the relay worker is alive.
+async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
+    let store = ops.health.store_ok();
+    let relay = ops.health.relay_ok();
+    let depths = ops.store.depths();
+    let body = serde_json::json!({
+        "status": if store && relay { "ready" } else { "not_ready" },
+        "checks": {
+            "store_writable": store,
+            "relay_alive": relay,
+        },
+        "backlog": depths,
+    });
+    if store && relay {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+async fn metrics(ops: web::Data<Ops>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4")
+        .body(ops.metrics.render(ops.store.depths()))
+}
