@@ -85,9 +85,11 @@ fn store_error(e: StoreError) -> HttpResponse {
 
 fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), HttpResponse> {
     let Some(v) = Vendor::parse(vendor) else {
-        return Err(Problem::new(StatusCode::NOT_FOUND, "unknown-vendor", "Unknown vendor")
-            .detail("vendor must be gosign, pkisigning or posten")
-            .respond());
+        return Err(
+            Problem::new(StatusCode::NOT_FOUND, "unknown-vendor", "Unknown vendor")
+                .detail("vendor must be gosign, pkisigning or posten")
+                .respond(),
+        );
     };
     if !valid_transaction_id(id) {
         return Err(Problem::new(
@@ -116,14 +118,18 @@ async fn register(
     let trigger: TriggerMessage = match serde_json::from_slice(&body) {
         Ok(t) => t,
         Err(e) => {
-            return Problem::new(StatusCode::BAD_REQUEST, "invalid-json", "Invalid trigger message")
-                .detail(format!(
-                    "not a trigger message: {:?} error at line {} column {}",
-                    e.classify(),
-                    e.line(),
-                    e.column()
-                ))
-                .respond()
+            return Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-json",
+                "Invalid trigger message",
+            )
+            .detail(format!(
+                "not a trigger message: {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+            .respond()
         }
     };
     if let Err(params) = trigger.validate() {
@@ -212,7 +218,10 @@ async fn events(
     auth!(api, req);
     let p = params.into_inner();
     let vendor = match p.vendor.as_deref().map(Vendor::parse) {
-        Some(None) => return Problem::new(StatusCode::BAD_REQUEST, "unknown-vendor", "Unknown vendor").respond(),
+        Some(None) => {
+            return Problem::new(StatusCode::BAD_REQUEST, "unknown-vendor", "Unknown vendor")
+                .respond()
+        }
         Some(v) => v,
         None => None,
     };
@@ -240,7 +249,11 @@ fn event_id(s: &str) -> Result<Uuid, HttpResponse> {
     })
 }
 
-async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> HttpResponse {
+async fn event(
+    req: HttpRequest,
+    path: web::Path<String>,
+    api: web::Data<AdminApi>,
+) -> HttpResponse {
     auth!(api, req);
     let id = match event_id(&path) {
         Ok(id) => id,
@@ -254,7 +267,11 @@ async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminAp
 }
 
 /// The raw payload of an event or a quarantined callback (same archive).
-async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> HttpResponse {
+async fn payload(
+    req: HttpRequest,
+    path: web::Path<String>,
+    api: web::Data<AdminApi>,
+) -> HttpResponse {
     auth!(api, req);
     let id = match event_id(&path) {
         Ok(id) => id,
@@ -306,7 +323,8 @@ async fn document(
         Err(e) => return store_error(e),
     };
     let (vendor, surface) = (e.vendor, e.surface.clone());
-    let decoded = web::block(move || crate::vendors::document(vendor, &surface, &p.bytes, index)).await;
+    let decoded =
+        web::block(move || crate::vendors::document(vendor, &surface, &p.bytes, index)).await;
     match decoded {
         Ok(Some((mime, bytes))) => HttpResponse::Ok()
             .content_type(mime.unwrap_or_else(|| ContentType::octet_stream().to_string()))
@@ -340,7 +358,11 @@ async fn dead_letters(req: HttpRequest, api: web::Data<AdminApi>) -> HttpRespons
     }
 }
 
-async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> HttpResponse {
+async fn replay(
+    req: HttpRequest,
+    path: web::Path<String>,
+    api: web::Data<AdminApi>,
+) -> HttpResponse {
     auth!(api, req);
     let id = match event_id(&path) {
         Ok(id) => id,

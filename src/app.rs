@@ -105,9 +105,7 @@ impl Application {
             let (m, h) = (metrics.clone(), health.clone());
             let mut stop_rx = stop_rx.clone();
             relay_task = Some(tokio::spawn(async move {
-                if cfg.nrc.ensure_kanaal
-                    && !ensure_kanaal(&nrc, &cfg, &h, &mut stop_rx).await
-                {
+                if cfg.nrc.ensure_kanaal && !ensure_kanaal(&nrc, &cfg, &h, &mut stop_rx).await {
                     return;
                 }
                 m.kanaal_ready.set(1);
@@ -215,8 +213,11 @@ impl Application {
         }
         drop(store);
         // Every acknowledged write is already durable; this only waits for the last group.
-        let joined =
-            tokio::time::timeout(Duration::from_secs(10), tokio::task::spawn_blocking(move || writer.join())).await;
+        let joined = tokio::time::timeout(
+            Duration::from_secs(10),
+            tokio::task::spawn_blocking(move || writer.join()),
+        )
+        .await;
         match joined {
             Ok(Ok(Ok(()))) => tracing::info!("store closed"),
             Ok(_) => anyhow::bail!("store writer panicked"),
@@ -296,7 +297,11 @@ async fn request_span(
         .headers()
         .get("x-request-id")
         .and_then(|v| v.to_str().ok())
-        .filter(|v| !v.is_empty() && v.len() <= 64 && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 64
+                && v.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
@@ -304,7 +309,11 @@ async fn request_span(
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
     span.in_scope(|| {
-        tracing::info!(status, ms = started.elapsed().as_secs_f64() * 1e3, "request done");
+        tracing::info!(
+            status,
+            ms = started.elapsed().as_secs_f64() * 1e3,
+            "request done"
+        );
     });
     if let Ok(v) = actix_web::http::header::HeaderValue::from_str(&id) {
         res.headers_mut().insert(

@@ -189,7 +189,7 @@ impl Default for NrcConfig {
             url: "http://localhost:8000/api/v1".into(),
             kanaal: "documentacties".into(),
             kanaal_documentatie_link: "https://github.com/signrelay/signrelay".into(),
-            kanaal_filters: vec!["transaction_id".into()],
+            kanaal_filters: vec!["transaction_id".into(), "reden".into()],
             ensure_kanaal: true,
             client_id: "signrelay".into(),
             secret: Secret::env("SIGNRELAY_NRC_SECRET"),
@@ -287,6 +287,13 @@ impl Secret {
 impl Config {
     /// Defaults, then the TOML file (if any), then `SIGNRELAY__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let cfg = Self::load_unvalidated(file)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// As `load`, without validation: for offline admin commands that only need the store.
+    pub fn load_unvalidated(file: Option<&Path>) -> anyhow::Result<Config> {
         // Defaults come from serde, not from a merged provider: merging would mix a default
         // `{ env = … }` secret with a configured `{ file = … }` one.
         let mut fig = Figment::new();
@@ -297,9 +304,7 @@ impl Config {
             fig = fig.merge(Toml::file_exact(file));
         }
         fig = fig.merge(Env::prefixed("SIGNRELAY__").split("__"));
-        let cfg: Config = fig.extract().map_err(|e| anyhow::anyhow!("{e}"))?;
-        cfg.validate()?;
-        Ok(cfg)
+        fig.extract().map_err(|e| anyhow::anyhow!("{e}"))
     }
 
     /// Checks that hold across keys; secrets must resolve so that a bad deployment fails at

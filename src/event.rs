@@ -102,7 +102,9 @@ pub enum RelayState {
     },
     /// Recorded for audit, never sent: progress (unless configured), or a second terminal
     /// report for a transaction that already has one.
-    NotRelayed { why: NotRelayed },
+    NotRelayed {
+        why: NotRelayed,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +189,9 @@ mod tests {
             reason: "verlopen".into(),
         })
         .unwrap();
-        assert_eq!(json, serde_json::json!({"kind": "aborted", "reason": "verlopen"}));
+        assert_eq!(
+            json,
+            serde_json::json!({"kind": "aborted", "reason": "verlopen"})
+        );
     }
 }

@@ -24,7 +24,8 @@ impl Health {
         let h = Health::default();
         h.store_ok.store(true, Ordering::Relaxed);
         h.relay_enabled.store(relay_enabled, Ordering::Relaxed);
-        h.relay_tick.store(Utc::now().timestamp(), Ordering::Relaxed);
+        h.relay_tick
+            .store(Utc::now().timestamp(), Ordering::Relaxed);
         Arc::new(h)
     }
 
@@ -38,7 +39,8 @@ impl Health {
     }
 
     pub fn relay_tick(&self) {
-        self.relay_tick.store(Utc::now().timestamp(), Ordering::Relaxed);
+        self.relay_tick
+            .store(Utc::now().timestamp(), Ordering::Relaxed);
     }
 
     pub fn relay_ok(&self) -> bool {

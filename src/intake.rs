@@ -49,7 +49,8 @@ impl Intake {
                 tracing::info!(%event_id, vendor = %vendor, surface, "duplicate delivery");
             }
             Err(e) => {
-                self.metrics.callback(vendor.as_str(), surface, "retry_later");
+                self.metrics
+                    .callback(vendor.as_str(), surface, "retry_later");
                 tracing::error!(vendor = %vendor, surface, error = %e, "callback not recorded");
             }
         }
@@ -76,7 +77,8 @@ impl Intake {
                 tracing::warn!(quarantine_id = %q.id, vendor = %vendor, surface, reason = %q.reason, "callback quarantined");
             }
             Err(e) => {
-                self.metrics.callback(vendor.as_str(), surface, "retry_later");
+                self.metrics
+                    .callback(vendor.as_str(), surface, "retry_later");
                 tracing::error!(vendor = %vendor, surface, error = %e, "callback not quarantined");
             }
         }

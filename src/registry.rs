@@ -95,7 +95,12 @@ impl TriggerMessage {
                 });
             }
         };
-        need("naam", !self.naam.trim().is_empty(), "required", "naam is leeg");
+        need(
+            "naam",
+            !self.naam.trim().is_empty(),
+            "required",
+            "naam is leeg",
+        );
         need(
             "eigenaar",
             !self.eigenaar.trim().is_empty(),

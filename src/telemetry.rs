@@ -4,7 +4,8 @@
 use std::io::IsTerminal;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -103,7 +104,11 @@ impl Metrics {
                 &["result"],
                 secs.clone(),
             ),
-            commits: counter("store_commits_total", "Group commits by result", &["result"]),
+            commits: counter(
+                "store_commits_total",
+                "Group commits by result",
+                &["result"],
+            ),
             commit_seconds: plain_histogram(
                 "store_commit_seconds",
                 "Time from a group's first job to its fdatasync",
@@ -112,12 +117,20 @@ impl Metrics {
             commit_jobs: plain_histogram(
                 "store_commit_jobs",
                 "Writes sharing one flush",
-                vec![1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0],
+                vec![
+                    1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0, 1024.0,
+                ],
             ),
             outbox: gauge("outbox_depth", "Outcomes waiting for delivery to the NRC"),
-            parked: gauge("parked_events", "Outcomes waiting for their transaction's registration"),
+            parked: gauge(
+                "parked_events",
+                "Outcomes waiting for their transaction's registration",
+            ),
             dead_letters: gauge("dead_letters", "Outcomes the relay gave up on"),
-            quarantine: gauge("quarantined_callbacks", "Callbacks that could not be processed"),
+            quarantine: gauge(
+                "quarantined_callbacks",
+                "Callbacks that could not be processed",
+            ),
             kanaal_ready: gauge("nrc_kanaal_ready", "1 once the kanaal is known to exist"),
             registry,
         }

@@ -216,8 +216,15 @@ mod tests {
         let ok = TestRequest::default()
             .insert_header((AUTHORIZATION, header("gosign", "s3cret")))
             .to_http_request();
-        assert_eq!(basic().check(&ok).unwrap().principal.as_deref(), Some("gosign"));
-        for (u, p) in [("gosign", "s3cre"), ("gosig", "s3cret"), ("gosign", "s3cret ")] {
+        assert_eq!(
+            basic().check(&ok).unwrap().principal.as_deref(),
+            Some("gosign")
+        );
+        for (u, p) in [
+            ("gosign", "s3cre"),
+            ("gosig", "s3cret"),
+            ("gosign", "s3cret "),
+        ] {
             let r = TestRequest::default()
                 .insert_header((AUTHORIZATION, header(u, p)))
                 .to_http_request();

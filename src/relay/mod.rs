@@ -71,7 +71,10 @@ impl Relay {
     pub async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
         let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         let mut last_sweep = Instant::now() - PARK_SWEEP;
-        tracing::info!(concurrency = self.settings.concurrency, "relay worker started");
+        tracing::info!(
+            concurrency = self.settings.concurrency,
+            "relay worker started"
+        );
         while !*stop.borrow() {
             self.health.relay_tick();
             if last_sweep.elapsed() >= PARK_SWEEP {
@@ -124,7 +127,11 @@ impl Relay {
                 continue;
             }
             for item in fresh {
-                let permit = permits.clone().acquire_owned().await.expect("semaphore open");
+                let permit = permits
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("semaphore open");
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = item.event_id;
@@ -151,8 +158,8 @@ impl Relay {
     }
 
     async fn expire_parked(&self) {
-        let cutoff = Utc::now()
-            - chrono::Duration::from_std(self.settings.park_timeout).unwrap_or_default();
+        let cutoff =
+            Utc::now() - chrono::Duration::from_std(self.settings.park_timeout).unwrap_or_default();
         match self.store.expire_parked(cutoff).await {
             Ok(0) => {}
             Ok(n) => {
@@ -160,7 +167,10 @@ impl Relay {
                     .deliveries
                     .with_label_values(&["dead_letter"])
                     .inc_by(n as u64);
-                tracing::warn!(count = n, "parked events without registration dead-lettered");
+                tracing::warn!(
+                    count = n,
+                    "parked events without registration dead-lettered"
+                );
             }
             Err(e) => tracing::error!(error = %e, "cannot expire parked events"),
         }
@@ -177,7 +187,9 @@ impl Relay {
         };
         self.metrics.deliveries.with_label_values(&[label]).inc();
         match &result {
-            DeliveryResult::Delivered { .. } => tracing::info!(event_id = %id, "delivered to the NRC"),
+            DeliveryResult::Delivered { .. } => {
+                tracing::info!(event_id = %id, "delivered to the NRC")
+            }
             DeliveryResult::Retry { due, error } => {
                 tracing::warn!(event_id = %id, attempts = item.attempts + 1, %due, error = %error, "delivery failed; will retry")
             }
@@ -258,7 +270,9 @@ impl Relay {
 
     /// Next attempt with backoff, or the dead letters once the outcome is too old.
     fn retry(&self, item: &OutboxItem, error: String) -> DeliveryResult {
-        let age = (Utc::now() - item.first_queued_at).to_std().unwrap_or_default();
+        let age = (Utc::now() - item.first_queued_at)
+            .to_std()
+            .unwrap_or_default();
         if age >= self.settings.give_up_after {
             return DeliveryResult::DeadLetter {
                 reason: format!("NRC bleef onbereikbaar: {error}"),

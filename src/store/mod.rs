@@ -106,9 +106,18 @@ pub struct QuarantineEntry {
 /// How a delivery attempt ended, as the relay worker reports it.
 #[derive(Debug, Clone)]
 pub enum DeliveryResult {
-    Delivered { at: DateTime<Utc> },
-    Retry { due: DateTime<Utc>, error: String },
-    DeadLetter { reason: String, nrc_status: Option<u16>, nrc_body: Option<String> },
+    Delivered {
+        at: DateTime<Utc>,
+    },
+    Retry {
+        due: DateTime<Utc>,
+        error: String,
+    },
+    DeadLetter {
+        reason: String,
+        nrc_status: Option<u16>,
+        nrc_body: Option<String>,
+    },
     /// No registration for the transaction (any more): wait for one.
     Park,
 }

@@ -298,7 +298,8 @@ impl Store for SledStore {
                 let created = !s.contains(&rkey)?;
                 s.insert(rkey, json(&reg));
                 let now = Utc::now();
-                let parked = s.scan_prefix(&keys::parked_prefix(reg.vendor, &reg.transaction_id))?;
+                let parked =
+                    s.scan_prefix(&keys::parked_prefix(reg.vendor, &reg.transaction_id))?;
                 for (k, _) in &parked {
                     let id = keys::parked_event(k)
                         .ok_or_else(|| StoreError::Corrupt("parked key".into()))?;
@@ -506,7 +507,10 @@ impl Store for SledStore {
         let age = (Utc::now() - cutoff).to_std().unwrap_or_default();
         let sweep = archive.clone();
         tokio::task::spawn_blocking(move || {
-            sweep.sweep_orphans(|id| tree.contains_key(keys::payload(id)).unwrap_or(true), age)
+            sweep.sweep_orphans(
+                |id| tree.contains_key(keys::payload(id)).unwrap_or(true),
+                age,
+            )
         })
         .await
         .map_err(|_| StoreError::Closed)?;
@@ -550,11 +554,12 @@ impl Store for SledStore {
                 .ok()
                 .and_then(|v| v["state"].as_str().map(str::to_string));
             let keep = q.vendor.is_none_or(|v| v == e.vendor)
-                && q
-                    .transaction_id
+                && q.transaction_id
                     .as_deref()
                     .is_none_or(|t| t == e.transaction_id)
-                && q.state.as_deref().is_none_or(|s| state.as_deref() == Some(s));
+                && q.state
+                    .as_deref()
+                    .is_none_or(|s| state.as_deref() == Some(s));
             if keep {
                 out.push(e);
                 if out.len() >= limit {

@@ -199,10 +199,7 @@ impl Writer {
                 let _ = tx.send(commit.and(outcome));
             })
         });
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| StoreError::Closed)?;
+        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }

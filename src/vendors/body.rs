@@ -28,7 +28,9 @@ pub struct Body {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyError {
-    TooLarge { limit: usize },
+    TooLarge {
+        limit: usize,
+    },
     /// The client went away, sent a broken stream, or took too long.
     Incomplete,
 }

@@ -43,7 +43,10 @@ impl Notificatie {
         let actie = match &event.outcome {
             Outcome::Completed => ACTIE_VOLTOOID,
             Outcome::Aborted { reason } => {
-                kenmerken.insert("reden".into(), reason.chars().take(REDEN_MAX_CHARS).collect());
+                kenmerken.insert(
+                    "reden".into(),
+                    reason.chars().take(REDEN_MAX_CHARS).collect(),
+                );
                 ACTIE_AFGEBROKEN
             }
             Outcome::Progress { .. } => progress_actie?,

@@ -22,7 +22,10 @@ pub fn configure_rest(cfg: &mut web::ServiceConfig, base_path: &str, state: web:
         web::scope(base_path)
             .app_data(state)
             .route("/status", web::get().to(rest::status))
-            .route("/envelopes/{enveExtId}/notify", web::post().to(rest::notify))
+            .route(
+                "/envelopes/{enveExtId}/notify",
+                web::post().to(rest::notify),
+            )
             .default_service(web::to(rest::not_found)),
     );
 }

@@ -227,7 +227,10 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
         Notification {
             envelope_id: envelope.to_string(),
             outcome,
-            occurred_at: steps.iter().filter_map(|s| s.ended_at.as_ref()?.parse()).max(),
+            occurred_at: steps
+                .iter()
+                .filter_map(|s| s.ended_at.as_ref()?.parse())
+                .max(),
             documents: documents(p.documents.as_deref()),
         }
     } else if let Some(status) = p.status.as_deref() {
@@ -243,7 +246,12 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
             occurred_at: p
                 .completed_at
                 .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                .or_else(|| steps?.iter().filter_map(|s| s.ended_at.as_ref()?.parse()).max()),
+                .or_else(|| {
+                    steps?
+                        .iter()
+                        .filter_map(|s| s.ended_at.as_ref()?.parse())
+                        .max()
+                }),
             documents: documents(p.documents.as_deref()),
         }
     } else {
@@ -300,7 +308,9 @@ pub fn extended_outcome(
     }
     let is_code = !status.is_empty()
         && status.len() <= 8
-        && status.bytes().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
+        && status
+            .bytes()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit());
     if is_code {
         Ok(Outcome::Progress {
             detail: format!("status {status}"),
@@ -400,7 +410,10 @@ mod tests {
             ),
         ];
         for (t, want) in cases {
-            assert_eq!(work_notification_outcome(t, Some("te duur"), &none), Ok(want));
+            assert_eq!(
+                work_notification_outcome(t, Some("te duur"), &none),
+                Ok(want)
+            );
         }
         assert_eq!(
             work_notification_outcome("NEW_TYPE", None, &none),
@@ -410,20 +423,32 @@ mod tests {
 
     #[test]
     fn extended_sto_resolves_through_previous_status() {
-        assert_eq!(extended_outcome("STO", Some("WKD"), None), Ok(Outcome::Completed));
+        assert_eq!(
+            extended_outcome("STO", Some("WKD"), None),
+            Ok(Outcome::Completed)
+        );
         assert_eq!(
             extended_outcome("STO", Some("STP"), None),
             Ok(Outcome::Aborted {
                 reason: "ingetrokken".into()
             })
         );
-        assert_eq!(extended_outcome("STO", None, None), Err(Rejection::UnknownStatus));
-        assert_eq!(extended_outcome("STO", Some("PGS"), None), Err(Rejection::UnknownStatus));
+        assert_eq!(
+            extended_outcome("STO", None, None),
+            Err(Rejection::UnknownStatus)
+        );
+        assert_eq!(
+            extended_outcome("STO", Some("PGS"), None),
+            Err(Rejection::UnknownStatus)
+        );
         assert!(matches!(
             extended_outcome("PGS", Some("WKD"), None),
             Ok(Outcome::Progress { .. })
         ));
-        assert_eq!(extended_outcome("weird value", None, None), Err(Rejection::UnknownStatus));
+        assert_eq!(
+            extended_outcome("weird value", None, None),
+            Err(Rejection::UnknownStatus)
+        );
     }
 
     #[test]
@@ -446,7 +471,11 @@ mod tests {
     #[test]
     fn same_outcome_gives_same_dedup_key_across_formats() {
         let work = parse_json("E1", br#"{"envelopeExternalId":"E1","notificationType":"SIGN_PROCESS_ENDED","liveStatus":[]}"#).unwrap();
-        let ext = parse_json("E1", br#"{"externalId":"E1","status":"STO","previousStatus":"WKD"}"#).unwrap();
+        let ext = parse_json(
+            "E1",
+            br#"{"externalId":"E1","status":"STO","previousStatus":"WKD"}"#,
+        )
+        .unwrap();
         assert_eq!(work.dedup_key(), ext.dedup_key());
     }
 }

@@ -41,7 +41,9 @@ fn discard(message: String) -> HttpResponse {
 /// A refused caller: 401 (GoSign treats it as "retry", which is right for a credential that
 /// an operator will fix).
 fn unauthorized(gs: &GosignRest, failure: crate::auth::AuthFailure) -> HttpResponse {
-    gs.intake.metrics.callback(Vendor::Gosign.as_str(), SURFACE, "unauthorized");
+    gs.intake
+        .metrics
+        .callback(Vendor::Gosign.as_str(), SURFACE, "unauthorized");
     gs.intake
         .metrics
         .auth_failures
@@ -84,12 +86,17 @@ pub async fn notify(
     let body = match gs.body.read(&req, payload).await {
         Ok(b) => b,
         Err(BodyError::TooLarge { limit }) => {
-            gs.intake.metrics.callback(Vendor::Gosign.as_str(), SURFACE, "too_large");
+            gs.intake
+                .metrics
+                .callback(Vendor::Gosign.as_str(), SURFACE, "too_large");
             // Not 2xx: GoSign keeps retrying, so nothing is lost while an operator raises the limit.
             return answer(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "failed_please_retry",
-                Some(format!("body exceeds the limit of {} MiB", limit / (1024 * 1024))),
+                Some(format!(
+                    "body exceeds the limit of {} MiB",
+                    limit / (1024 * 1024)
+                )),
             );
         }
         Err(BodyError::Incomplete) => return retry("body was not received completely"),

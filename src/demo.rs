@@ -1,0 +1,223 @@
+//! `signrelay demo`: the main job end to end on embedded defaults. A temporary store, an NRC
+//! stand-in that prints what it receives, and scripted vendor callbacks (a duplicate, an early
+//! callback before its registration, a malformed one, a conflicting report), then a summary of
+//! what reached the NRC, checked against signrelay's own records.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{json, Value};
+
+use crate::app::Application;
+use crate::auth::AuthConfig;
+use crate::config::{Config, LogFormat, Secret};
+use crate::testkit::nrc::NrcStandIn;
+
+const NRC_SECRET: &str = "demo-nrc-secret";
+const ADMIN_KEY: &str = "demo-admin-key-0123456789";
+const GOSIGN_USER: &str = "gosign";
+const GOSIGN_PASSWORD: &str = "demo-gosign-password";
+
+struct Demo {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Demo {
+    async fn register(&self, tx: &str, zaak: &str) -> anyhow::Result<u16> {
+        let body = json!({
+            "naam": format!("Ondertekening {tx}"),
+            "eigenaar": "behandelaar@gemeente.example",
+            "zaak": {"uuid": uuid::Uuid::new_v4(), "url": format!("https://zaken.gemeente.example/api/v1/zaken/{zaak}")},
+            "documenten": [{"uuid": uuid::Uuid::new_v4(), "url": "https://drc.gemeente.example/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
+            "ondertekenaars": [{"e-mail": "ondertekenaar@example.org", "voornaam": "Jan", "achternaam": "Jansen", "volgorde": 1, "authenticatie": null}]
+        });
+        let r = self
+            .http
+            .put(format!("{}/api/v1/transactions/gosign/{tx}", self.base))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await?;
+        Ok(r.status().as_u16())
+    }
+
+    async fn notify(&self, envelope: &str, body: &str) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(format!(
+                "{}/gosign/rest/envelopes/{envelope}/notify",
+                self.base
+            ))
+            .basic_auth(GOSIGN_USER, Some(GOSIGN_PASSWORD))
+            .header("Content-Type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        Ok(format!("{status} {}", v["outcome"].as_str().unwrap_or("?")))
+    }
+}
+
+fn work(envelope: &str, kind: &str, note: Option<&str>, with_document: bool) -> String {
+    let mut v = json!({
+        "envelopeExternalId": envelope,
+        "notificationType": kind,
+        "liveStatus": [{"mgrName": "Jan", "mgrSurname": "Jansen", "status": "WKD", "startedAt": "2026-11-23T09:00:00Z", "endedAt": "2026-11-23T09:05:00Z", "stepNumber": 1, "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}}]
+    });
+    if let Some(n) = note {
+        v["note"] = json!(n);
+    }
+    if with_document {
+        // "%PDF-1.4 demo" in base64.
+        v["documents"] = json!([{"docExternalId": "DOC-1", "content": {"mimeType": "application/pdf", "data": "JVBERi0xLjQgZGVtbw=="}}]);
+    }
+    v.to_string()
+}
+
+pub async fn run() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temporary store")?;
+    let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
+    let mut cfg = Config::default();
+    cfg.log.format = LogFormat::Pretty;
+    cfg.log.level = "error".into();
+    cfg.server.listen = "127.0.0.1:0".parse()?;
+    cfg.store.path = dir.path().join("store");
+    cfg.nrc.url = nrc.url.clone();
+    cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());
+    cfg.relay.backoff_initial_ms = 50;
+    cfg.admin.auth = AuthConfig::ApiKey {
+        header: "X-Api-Key".into(),
+        key: Secret::Inline(ADMIN_KEY.into()),
+    };
+    cfg.gosign.rest.auth = Some(AuthConfig::Basic {
+        username: GOSIGN_USER.into(),
+        password: Secret::Inline(GOSIGN_PASSWORD.into()),
+    });
+    cfg.validate()?;
+    crate::telemetry::init_logging(&cfg.log);
+
+    println!("signrelay demo");
+    println!("  store:       {} (temporary)", cfg.store.path.display());
+    println!("  NRC stand-in: {}", nrc.url);
+    let app = Application::build(cfg).await?;
+    let base = format!("http://127.0.0.1:{}", app.port());
+    println!("  signrelay:   {base}\n");
+    let handle = app.handle();
+    let running = tokio::spawn(app.run_until_stopped());
+    let d = Demo {
+        http: reqwest::Client::new(),
+        base: base.clone(),
+    };
+
+    println!("Case application registers transactions:");
+    for (tx, zaak) in [
+        ("ENV-1001", "Z-1"),
+        ("ENV-1002", "Z-2"),
+        ("ENV-1003", "Z-3"),
+    ] {
+        println!(
+            "  PUT  /api/v1/transactions/gosign/{tx} -> {}",
+            d.register(tx, zaak).await?
+        );
+    }
+
+    println!("\nGoSign calls back (REST):");
+    let steps: Vec<(&str, &str, String)> = vec![
+        ("ENV-1001", "STEP_CLOSED (progress)", work("ENV-1001", "STEP_CLOSED", None, false)),
+        ("ENV-1001", "SIGN_PROCESS_ENDED + signed PDF", work("ENV-1001", "SIGN_PROCESS_ENDED", None, true)),
+        ("ENV-1001", "SIGN_PROCESS_ENDED again (duplicate)", work("ENV-1001", "SIGN_PROCESS_ENDED", None, true)),
+        ("ENV-1002", "ENVELOPE_REJECTED", work("ENV-1002", "ENVELOPE_REJECTED", Some("bedrag klopt niet"), false)),
+        ("ENV-1003", "Extended: STO after STP", json!({"externalId": "ENV-1003", "status": "STO", "previousStatus": "STP", "completedAt": 1_763_888_400_000i64}).to_string()),
+        ("ENV-1004", "SIGN_PROCESS_ENDED before registration", work("ENV-1004", "SIGN_PROCESS_ENDED", None, false)),
+        ("ENV-1002", "SIGN_PROCESS_ENDED after rejection (conflict)", work("ENV-1002", "SIGN_PROCESS_ENDED", None, false)),
+        ("ENV-1005", "malformed JSON", "{\"envelopeExternalId\": \"ENV-1005\", ".to_string()),
+    ];
+    for (env, what, body) in &steps {
+        let answer = d.notify(env, body).await?;
+        println!("  POST /gosign/rest/envelopes/{env}/notify  {what:<46} -> {answer}");
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    println!("\nLate registration releases the parked callback:");
+    println!(
+        "  PUT  /api/v1/transactions/gosign/ENV-1004 -> {}",
+        d.register("ENV-1004", "Z-4").await?
+    );
+
+    let expected = 4;
+    println!("\nNRC stand-in receives:");
+    let got = nrc.wait_for(expected, Duration::from_secs(20)).await;
+    println!(
+        "  ({} notifications; kanaal created by signrelay: {})",
+        got.len(),
+        nrc.kanaal_creations() == 1
+    );
+
+    let events: Value = d
+        .http
+        .get(format!("{base}/api/v1/events?limit=1000"))
+        .header("X-Api-Key", ADMIN_KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    println!("\nSummary (signrelay's records):");
+    println!(
+        "  {:<10} {:<10} {:<34} {:<24} {}",
+        "envelope", "outcome", "relay", "NRC actie", "reden"
+    );
+    let mut delivered = 0;
+    let mut mismatches = 0;
+    for e in events["events"].as_array().cloned().unwrap_or_default() {
+        let tx = e["transaction_id"].as_str().unwrap_or("");
+        let state = e["relay"]["state"].as_str().unwrap_or("");
+        let relay = match e["relay"]["why"].as_str() {
+            Some(why) => format!("{state} ({why})"),
+            None => state.to_string(),
+        };
+        let at_nrc = got
+            .iter()
+            .find(|r| r.body["kenmerken"]["transaction_id"] == tx && state == "delivered");
+        if state == "delivered" {
+            delivered += 1;
+            if at_nrc.is_none() {
+                mismatches += 1;
+            }
+        }
+        println!(
+            "  {:<10} {:<10} {:<34} {:<24} {}",
+            tx,
+            e["outcome"]["kind"].as_str().unwrap_or(""),
+            relay,
+            at_nrc.and_then(|r| r.body["actie"].as_str()).unwrap_or("-"),
+            at_nrc
+                .and_then(|r| r.body["kenmerken"]["reden"].as_str())
+                .unwrap_or("")
+        );
+    }
+    let quarantine: Value = d
+        .http
+        .get(format!("{base}/api/v1/quarantine"))
+        .header("X-Api-Key", ADMIN_KEY)
+        .send()
+        .await?
+        .json()
+        .await?;
+    let quarantined = quarantine["quarantine"].as_array().map_or(0, Vec::len);
+    println!(
+        "\n  delivered: {delivered}, received by the NRC: {}, quarantined: {quarantined}",
+        got.len()
+    );
+    handle.stop(true).await;
+    running.await??;
+    nrc.stop().await;
+    if got.len() != expected || delivered != expected || mismatches > 0 {
+        anyhow::bail!(
+            "demo mismatch: expected {expected} notifications, NRC got {}, signrelay delivered {delivered}",
+            got.len()
+        );
+    }
+    println!("  summary matches what the NRC stand-in received: yes");
+    Ok(())
+}
