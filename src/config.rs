@@ -387,3 +387,89 @@ impl Config {
         Duration::from_secs(self.relay.timeout_secs)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
+        let mut out = None;
+        let mut f = Some(f);
+        figment::Jail::expect_with(|jail| {
+            for (k, v) in vars {
+                jail.set_env(k, v);
+            }
+            out = Some((f.take().unwrap())());
+            Ok(())
+        });
+        out.unwrap()
+    }
+
+    #[test]
+    fn example_config_is_complete_and_valid() {
+        let example = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("signrelay.example.toml"),
+        )
+        .unwrap();
+        // Every key must be documented: the example, parsed strictly, equals the defaults
+        // apart from the GoSign auth it has to choose.
+        let parsed: Config = toml::from_str(&example).expect("example parses");
+        let mut defaults = serde_json::to_value(Config::default()).unwrap();
+        defaults["gosign"]["rest"]["auth"] = serde_json::to_value(&parsed.gosign.rest.auth).unwrap();
+        assert_eq!(serde_json::to_value(&parsed).unwrap(), defaults);
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("signrelay.example.toml");
+        with_env(
+            &[
+                ("SIGNRELAY_NRC_SECRET", "nrc-secret"),
+                ("SIGNRELAY_ADMIN_API_KEY", "0123456789abcdef0123"),
+                ("SIGNRELAY_GOSIGN_PASSWORD", "pw"),
+            ],
+            || Config::load(Some(&file)).expect("example validates"),
+        );
+    }
+
+    #[test]
+    fn environment_overrides_nested_keys() {
+        let cfg = with_env(
+            &[
+                ("SIGNRELAY__NRC__URL", "https://nrc.example.nl/api/v1"),
+                ("SIGNRELAY__GOSIGN__REST__BASE_PATH", "/cb/gosign"),
+                ("SIGNRELAY__RELAY__CONCURRENCY", "2"),
+            ],
+            || Config::load_unvalidated(None).unwrap(),
+        );
+        assert_eq!(cfg.nrc.url, "https://nrc.example.nl/api/v1");
+        assert_eq!(cfg.gosign.rest.base_path, "/cb/gosign");
+        assert_eq!(cfg.relay.concurrency, 2);
+    }
+
+    #[test]
+    fn secrets_come_from_env_or_file_and_are_redacted() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("secret");
+        std::fs::write(&f, "from-file\n").unwrap();
+        let s = Secret::File(FileRef { file: f });
+        assert_eq!(s.resolve().unwrap(), "from-file");
+        let toml = r#"
+            [nrc]
+            secret = "inline-secret-value"
+            [gosign.rest.auth]
+            method = "api-key"
+            header = "X-Key"
+            key = { env = "SOME_KEY" }
+        "#;
+        let cfg: Config = toml::from_str(toml).unwrap();
+        let shown = cfg.redacted().to_string();
+        assert!(!shown.contains("inline-secret-value"), "{shown}");
+        assert!(shown.contains("SOME_KEY"));
+    }
+
+    #[test]
+    fn missing_gosign_auth_is_an_error() {
+        let mut cfg = Config::default();
+        cfg.nrc.secret = Secret::Inline("x".into());
+        cfg.admin.auth = AuthConfig::None;
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(err.contains("gosign.rest.auth is not set"), "{err}");
+    }
+}

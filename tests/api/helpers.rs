@@ -1,0 +1,245 @@
+//! Spawning signrelay and its NRC stand-in for a test (zero2prod style).
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use serde_json::{json, Value};
+use signrelay::app::Application;
+use signrelay::auth::AuthConfig;
+use signrelay::config::{Config, Secret};
+use signrelay::testkit::nrc::NrcStandIn;
+
+pub const NRC_CLIENT: &str = "signrelay-test";
+pub const NRC_SECRET: &str = "nrc-test-secret";
+pub const ADMIN_KEY: &str = "admin-test-key-0123456789";
+
+pub struct TestApp {
+    pub address: String,
+    pub client: reqwest::Client,
+    pub nrc: NrcStandIn,
+    pub store_path: PathBuf,
+    /// Keeps the temporary store alive for the test.
+    pub dir: Option<tempfile::TempDir>,
+    handle: ServerHandle,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+/// The configuration a test starts from: random port, the stand-in NRC, fast retries,
+/// GoSign REST without authentication.
+pub fn test_config(store: &Path, nrc_url: &str) -> Config {
+    let mut cfg = Config::default();
+    cfg.server.listen = "127.0.0.1:0".parse().unwrap();
+    cfg.server.workers = 2;
+    cfg.server.shutdown_timeout_secs = 2;
+    cfg.store.path = store.to_path_buf();
+    cfg.nrc.url = nrc_url.to_string();
+    cfg.nrc.client_id = NRC_CLIENT.into();
+    cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());
+    cfg.relay.backoff_initial_ms = 20;
+    cfg.relay.backoff_max_secs = 1;
+    cfg.relay.timeout_secs = 2;
+    cfg.admin.auth = AuthConfig::ApiKey {
+        header: "X-Api-Key".into(),
+        key: Secret::Inline(ADMIN_KEY.into()),
+    };
+    cfg.gosign.rest.auth = Some(AuthConfig::None);
+    cfg
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Spawns with a fresh store and NRC stand-in (kanaal already present); `adjust` edits the
+/// config first.
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let mut cfg = test_config(&store, &nrc.url);
+    adjust(&mut cfg);
+    let mut app = spawn_on(cfg, nrc).await;
+    app.dir = Some(dir);
+    app
+}
+
+/// Spawns signrelay with `cfg` against an existing stand-in (e.g. to restart on a store).
+pub async fn spawn_on(cfg: Config, nrc: NrcStandIn) -> TestApp {
+    cfg.validate().expect("valid test config");
+    let store_path = cfg.store.path.clone();
+    let app = Application::build(cfg).await.expect("app builds");
+    let address = format!("http://127.0.0.1:{}", app.port());
+    let handle = app.handle();
+    let task = tokio::spawn(app.run_until_stopped());
+    TestApp {
+        address,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .unwrap(),
+        nrc,
+        store_path,
+        dir: None,
+        handle,
+        task,
+    }
+}
+
+impl TestApp {
+    /// Stops gracefully and hands back the stand-in and the store for a restart.
+    pub async fn stop(self) -> (NrcStandIn, Option<tempfile::TempDir>, PathBuf) {
+        self.handle.stop(true).await;
+        self.task.await.unwrap().unwrap();
+        (self.nrc, self.dir, self.store_path)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    pub async fn register(&self, tx: &str, zaak: &str) -> reqwest::Response {
+        self.client
+            .put(self.url(&format!("/api/v1/transactions/gosign/{tx}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&trigger(zaak))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Posts a GoSign REST notification; returns the status and the JSON answer.
+    pub async fn notify(&self, envelope: &str, body: impl Into<reqwest::Body>) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(&format!("/gosign/rest/envelopes/{envelope}/notify")))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .get(self.url(path))
+            .header("X-Api-Key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn admin_post(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .client
+            .post(self.url(path))
+            .header("X-Api-Key", ADMIN_KEY)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
+    pub async fn events(&self, query: &str) -> Vec<Value> {
+        let (s, v) = self.admin_get(&format!("/api/v1/events?{query}")).await;
+        assert_eq!(s, 200, "{v}");
+        v["events"].as_array().cloned().unwrap_or_default()
+    }
+
+    /// Polls the events of a transaction until `pred` holds for them, or panics after `timeout`.
+    pub async fn wait_events(
+        &self,
+        tx: &str,
+        timeout: Duration,
+        pred: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let ev = self.events(&format!("transaction_id={tx}")).await;
+            if pred(&ev) {
+                return ev;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                panic!("events of {tx} never matched: {ev:#?}");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+}
+
+pub fn zaak_url(zaak: &str) -> String {
+    format!("https://zaken.example.nl/api/v1/zaken/{zaak}")
+}
+
+/// The trigger message of the ZGW signing pattern (seed 000).
+pub fn trigger(zaak: &str) -> Value {
+    json!({
+        "naam": "Ondertekening besluit",
+        "eigenaar": "lisa@breda.dev",
+        "zaak": {"uuid": "2cc803a9-7404-4289-8f3d-f2300f666eac", "url": zaak_url(zaak)},
+        "bewijs_informatieobjecttype": "https://catalogi.example.nl/api/v1/informatieobjecttypen/1",
+        "documenten": [{"uuid": "f491249e-0651-4d22-a8a8-bb35885e9245", "url": "https://drc.example.nl/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Some document", "versie": 1, "bestandsnaam": "some file.docx"}],
+        "ondertekenaars": [{"e-mail": "john.doe@some.domain", "voornaam": "John", "achternaam": "Doe", "identificatie": "Signer1", "volgorde": 1, "authenticatie": {"methode": "sms", "waarde": "+31655555555"}}]
+    })
+}
+
+/// A WorkNotification-format body (ch. 8.3.1).
+pub fn work(envelope: &str, kind: &str) -> Value {
+    json!({
+        "envelopeExternalId": envelope,
+        "notificationType": kind,
+        "liveStatus": [{
+            "mgrExternalId": "abianchi", "mgrName": "Anna", "mgrSurname": "Bianchi",
+            "status": "WKD", "startedAt": "2026-11-20T10:00:00Z", "endedAt": "2026-11-20T10:05:00Z",
+            "assignedTo": "Bianchi Anna (abianchi)", "stepNumber": 1,
+            "actionResume": {"actions": 1, "signActions": 1, "approveActions": 0, "viewActions": 0,
+                "approvedActions": 0, "initialsActions": 0, "initialedActions": 0, "signedActions": 1,
+                "confirmedActions": 1, "graphometricActions": 0, "filledGraphometricActions": 0}
+        }]
+    })
+}
+
+/// An Extended-format body (ch. 8.3.2).
+pub fn extended(envelope: &str, status: &str, previous: Option<&str>) -> Value {
+    let mut v = json!({
+        "externalId": envelope, "code": "TT0RJ62Y5", "subject": "Besluit", "status": status,
+        "createdAt": 1573837182000i64, "completedAt": 1573837225000i64, "type": "STD"
+    });
+    if let Some(p) = previous {
+        v["previousStatus"] = json!(p);
+    }
+    v
+}
+
+/// Waits for a condition on the NRC stand-in's received notifications.
+pub async fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(t) = f() {
+            return Some(t);
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}

@@ -1,0 +1,10 @@
+//! Black-box tests: the real app on a random port, a temporary sled store on disk, and a real
+//! HTTP NRC stand-in that validates every notification.
+
+mod helpers;
+
+mod admin;
+mod crash;
+mod gosign_rest;
+mod openapi;
+mod relay;
