@@ -12,8 +12,8 @@ use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::auth::SurfaceAuth;
-use crate::event::Vendor;
-use crate::problem::Problem;
+use crate::event::{SigningEvent, Vendor};
+use crate::problem::{ApiError, ApiResult, Problem};
 use crate::registry::{valid_transaction_id, Registration, TriggerMessage};
 use crate::store::{EventQuery, Store, StoreError};
 use crate::telemetry::Metrics;
@@ -42,55 +42,32 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminApi>) {
             .route("/dead-letters", web::get().to(dead_letters))
             .route("/dead-letters/{id}/replay", web::post().to(replay))
             .route("/quarantine", web::get().to(quarantine))
-            .default_service(web::to(|| async { Problem::not_found("this route") })),
+            .default_service(web::to(|| async {
+                Err::<HttpResponse, _>(ApiError::not_found("this route"))
+            })),
     );
 }
 
-fn authenticate(api: &AdminApi, req: &HttpRequest) -> Result<(), HttpResponse> {
+fn authenticate(api: &AdminApi, req: &HttpRequest) -> Result<(), ApiError> {
     api.auth.check(req).map(|_| ()).map_err(|f| {
         api.metrics
             .auth_failures
             .with_label_values(&["admin", f.code()])
             .inc();
-        let mut resp = Problem::new(StatusCode::UNAUTHORIZED, f.code(), "Unauthorized")
-            .detail(f.detail())
-            .respond();
-        if let Some(c) = api.auth.challenge() {
-            resp.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static(c),
-            );
-        }
-        resp
+        ApiError::unauthorized(
+            Problem::new(StatusCode::UNAUTHORIZED, f.code(), "Unauthorized").detail(f.detail()),
+            api.auth.challenge(),
+        )
     })
 }
 
-macro_rules! auth {
-    ($api:expr, $req:expr) => {
-        if let Err(resp) = authenticate(&$api, &$req) {
-            return resp;
-        }
-    };
-}
-
-fn store_error(e: StoreError) -> HttpResponse {
-    match e {
-        StoreError::NotFound => Problem::not_found("the resource"),
-        other => {
-            tracing::error!(error = %other, "admin store error");
-            Problem::store_unavailable()
-        }
-    }
-}
-
-fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), HttpResponse> {
-    let Some(v) = Vendor::parse(vendor) else {
-        return Err(
+fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), ApiError> {
+    let v = Vendor::parse(vendor).ok_or_else(|| {
+        ApiError::from(
             Problem::new(StatusCode::NOT_FOUND, "unknown-vendor", "Unknown vendor")
-                .detail("vendor must be gosign, pkisigning or posten")
-                .respond(),
-        );
-    };
+                .detail("vendor must be gosign, pkisigning or posten"),
+        )
+    })?;
     if !valid_transaction_id(id) {
         return Err(Problem::new(
             StatusCode::BAD_REQUEST,
@@ -98,9 +75,24 @@ fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), HttpResp
             "Invalid transaction id",
         )
         .detail("1 to 256 printable characters, without '/' or '\\'")
-        .respond());
+        .into());
     }
     Ok((v, id.to_string()))
+}
+
+fn parse_id(s: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(s).map_err(|_| {
+        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid id")
+            .detail("ids are UUIDs")
+            .into()
+    })
+}
+
+fn load_event(api: &AdminApi, id: Uuid) -> Result<SigningEvent, ApiError> {
+    api.store
+        .event(id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found("the event"))
 }
 
 /// `PUT /api/v1/transactions/{vendor}/{id}` with the ZGW trigger message.
@@ -109,95 +101,88 @@ async fn register(
     path: web::Path<(String, String)>,
     body: web::Bytes,
     api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let (vendor, id) = match transaction_path(&path.0, &path.1) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let trigger: TriggerMessage = match serde_json::from_slice(&body) {
-        Ok(t) => t,
-        Err(e) => {
-            return Problem::new(
-                StatusCode::BAD_REQUEST,
-                "invalid-json",
-                "Invalid trigger message",
-            )
-            .detail(format!(
-                "not a trigger message: {:?} error at line {} column {}",
-                e.classify(),
-                e.line(),
-                e.column()
-            ))
-            .respond()
-        }
-    };
-    if let Err(params) = trigger.validate() {
-        return Problem::new(
+) -> ApiResult {
+    authenticate(&api, &req)?;
+    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            "invalid-json",
+            "Invalid trigger message",
+        )
+        .detail(format!(
+            "not a trigger message: {:?} error at line {} column {}",
+            e.classify(),
+            e.line(),
+            e.column()
+        ))
+    })?;
+    trigger.validate().map_err(|params| {
+        Problem::new(
             StatusCode::BAD_REQUEST,
             "validation-error",
             "Invalid trigger message",
         )
         .invalid(params)
-        .respond();
-    }
+    })?;
     let reg = Registration {
         vendor,
         transaction_id: id.clone(),
         trigger,
         registered_at: Utc::now(),
     };
-    match api.store.register(reg.clone()).await {
-        Ok(r) => {
-            tracing::info!(vendor = %vendor, transaction_id = %id, released = r.released, "transaction registered");
-            if r.released > 0 {
-                api.relay_wake.notify_one();
-            }
-            let status = if r.created {
-                StatusCode::CREATED
-            } else {
-                StatusCode::OK
-            };
-            HttpResponse::build(status).json(serde_json::json!({
-                "registration": reg,
-                "released_events": r.released,
-            }))
-        }
-        Err(e) => store_error(e),
+    let r = api
+        .store
+        .register(reg.clone())
+        .await
+        .map_err(ApiError::store)?;
+    tracing::info!(vendor = %vendor, transaction_id = %id, released = r.released, "transaction registered");
+    if r.released > 0 {
+        api.relay_wake.notify_one();
     }
+    let status = if r.created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::OK
+    };
+    Ok(HttpResponse::build(status).json(serde_json::json!({
+        "registration": reg,
+        "released_events": r.released,
+    })))
 }
 
 async fn registration(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let (vendor, id) = match transaction_path(&path.0, &path.1) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match api.store.registration(vendor, &id) {
-        Ok(Some(r)) => HttpResponse::Ok().json(r),
-        Ok(None) => Problem::not_found("the registration"),
-        Err(e) => store_error(e),
-    }
+) -> ApiResult {
+    authenticate(&api, &req)?;
+    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let reg = api
+        .store
+        .registration(vendor, &id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found("the registration"))?;
+    Ok(HttpResponse::Ok().json(reg))
 }
 
 async fn unregister(
     req: HttpRequest,
     path: web::Path<(String, String)>,
     api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let (vendor, id) = match transaction_path(&path.0, &path.1) {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    match api.store.unregister(vendor, &id).await {
-        Ok(true) => HttpResponse::NoContent().finish(),
-        Ok(false) => Problem::not_found("the registration"),
-        Err(e) => store_error(e),
+) -> ApiResult {
+    authenticate(&api, &req)?;
+    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    if api
+        .store
+        .unregister(vendor, &id)
+        .await
+        .map_err(ApiError::store)?
+    {
+        tracing::info!(vendor = %vendor, transaction_id = %id, "transaction withdrawn");
+        Ok(HttpResponse::NoContent().finish())
+    } else {
+        Err(ApiError::not_found("the registration"))
     }
 }
 
@@ -214,15 +199,17 @@ async fn events(
     req: HttpRequest,
     params: web::Query<EventsParams>,
     api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
+) -> ApiResult {
+    authenticate(&api, &req)?;
     let p = params.into_inner();
-    let vendor = match p.vendor.as_deref().map(Vendor::parse) {
-        Some(None) => {
-            return Problem::new(StatusCode::BAD_REQUEST, "unknown-vendor", "Unknown vendor")
-                .respond()
-        }
-        Some(v) => v,
+    let vendor = match p.vendor.as_deref() {
+        Some(v) => Some(Vendor::parse(v).ok_or_else(|| {
+            ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "unknown-vendor",
+                "Unknown vendor",
+            ))
+        })?),
         None => None,
     };
     let q = EventQuery {
@@ -232,69 +219,42 @@ async fn events(
         after: p.after,
         limit: p.limit,
     };
-    match api.store.events(&q) {
-        Ok(list) => HttpResponse::Ok().json(serde_json::json!({
-            "next_after": list.last().map(|e| e.id),
-            "events": list,
-        })),
-        Err(e) => store_error(e),
-    }
+    let list = api.store.events(&q).map_err(ApiError::store)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({
+        "next_after": list.last().map(|e| e.id),
+        "events": list,
+    })))
 }
 
-fn event_id(s: &str) -> Result<Uuid, HttpResponse> {
-    Uuid::parse_str(s).map_err(|_| {
-        Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid id")
-            .detail("ids are UUIDs")
-            .respond()
-    })
-}
-
-async fn event(
-    req: HttpRequest,
-    path: web::Path<String>,
-    api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let id = match event_id(&path) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    match api.store.event(id) {
-        Ok(Some(e)) => HttpResponse::Ok().json(e),
-        Ok(None) => Problem::not_found("the event"),
-        Err(e) => store_error(e),
-    }
+async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
+    authenticate(&api, &req)?;
+    let e = load_event(&api, parse_id(&path)?)?;
+    Ok(HttpResponse::Ok().json(e))
 }
 
 /// The raw payload of an event or a quarantined callback (same archive).
-async fn payload(
-    req: HttpRequest,
-    path: web::Path<String>,
-    api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let id = match event_id(&path) {
-        Ok(id) => id,
-        Err(r) => return r,
+async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
+    authenticate(&api, &req)?;
+    let id = parse_id(&path)?;
+    let archive_id = match api.store.event(id).map_err(ApiError::store)? {
+        Some(e) => e.archive_id,
+        None => api
+            .store
+            .quarantined()
+            .map_err(ApiError::store)?
+            .into_iter()
+            .find(|q| q.id == id)
+            .map(|q| q.archive_id)
+            .ok_or_else(|| ApiError::not_found("the event"))?,
     };
-    let archive_id = match api.store.event(id) {
-        Ok(Some(e)) => e.archive_id,
-        Ok(None) => match api.store.quarantined() {
-            Ok(q) => match q.into_iter().find(|q| q.id == id) {
-                Some(q) => q.archive_id,
-                None => return Problem::not_found("the event"),
-            },
-            Err(e) => return store_error(e),
-        },
-        Err(e) => return store_error(e),
-    };
-    match api.store.payload(archive_id) {
-        Ok(Some(p)) => HttpResponse::Ok()
-            .content_type(p.content_type)
-            .body(p.bytes),
-        Ok(None) => Problem::not_found("the payload (purged?)"),
-        Err(e) => store_error(e),
-    }
+    let p = api
+        .store
+        .payload(archive_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found("the payload (purged?)"))?;
+    Ok(HttpResponse::Ok()
+        .content_type(p.content_type)
+        .body(p.bytes))
 }
 
 /// An inline signed document of an event, decoded.
@@ -302,87 +262,73 @@ async fn document(
     req: HttpRequest,
     path: web::Path<(String, usize)>,
     api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let id = match event_id(&path.0) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
-    let index = path.1;
-    let e = match api.store.event(id) {
-        Ok(Some(e)) => e,
-        Ok(None) => return Problem::not_found("the event"),
-        Err(e) => return store_error(e),
-    };
-    let Some(doc) = e.documents.get(index) else {
-        return Problem::not_found("the document");
-    };
-    let p = match api.store.payload(e.archive_id) {
-        Ok(Some(p)) => p,
-        Ok(None) => return Problem::not_found("the payload (purged?)"),
-        Err(e) => return store_error(e),
-    };
-    let (vendor, surface) = (e.vendor, e.surface.clone());
+) -> ApiResult {
+    authenticate(&api, &req)?;
+    let (id, index) = (parse_id(&path.0)?, path.1);
+    let e = load_event(&api, id)?;
+    let doc_id = e
+        .documents
+        .get(index)
+        .ok_or_else(|| ApiError::not_found("the document"))?
+        .external_id
+        .clone();
+    let p = api
+        .store
+        .payload(e.archive_id)
+        .map_err(ApiError::store)?
+        .ok_or_else(|| ApiError::not_found("the payload (purged?)"))?;
+    let (vendor, surface) = (e.vendor, e.surface);
+    // Decoding tens of MiB of base64 is CPU work: off the async workers.
     let decoded =
         web::block(move || crate::vendors::document(vendor, &surface, &p.bytes, index)).await;
-    match decoded {
-        Ok(Some((mime, bytes))) => HttpResponse::Ok()
-            .content_type(mime.unwrap_or_else(|| ContentType::octet_stream().to_string()))
-            .insert_header((
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"document-{index}\""),
-            ))
-            .insert_header(("X-Document-Id", sanitize_header(&doc.external_id)))
-            .body(bytes),
-        _ => Problem::new(
+    let Ok(Some((mime, bytes))) = decoded else {
+        return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "document-unreadable",
             "The document cannot be decoded",
         )
-        .respond(),
-    }
+        .into());
+    };
+    Ok(HttpResponse::Ok()
+        .content_type(mime.unwrap_or_else(|| ContentType::octet_stream().to_string()))
+        .insert_header((
+            header::CONTENT_DISPOSITION,
+            format!("attachment; filename=\"document-{index}\""),
+        ))
+        .insert_header(("X-Document-Id", header_safe(&doc_id)))
+        .body(bytes))
 }
 
-fn sanitize_header(s: &str) -> String {
+fn header_safe(s: &str) -> String {
     s.chars()
         .filter(|c| c.is_ascii_graphic() || *c == ' ')
         .take(200)
         .collect()
 }
 
-async fn dead_letters(req: HttpRequest, api: web::Data<AdminApi>) -> HttpResponse {
-    auth!(api, req);
-    match api.store.dead_letters() {
-        Ok(list) => HttpResponse::Ok().json(serde_json::json!({ "dead_letters": list })),
-        Err(e) => store_error(e),
-    }
+async fn dead_letters(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
+    authenticate(&api, &req)?;
+    let list = api.store.dead_letters().map_err(ApiError::store)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": list })))
 }
 
-async fn replay(
-    req: HttpRequest,
-    path: web::Path<String>,
-    api: web::Data<AdminApi>,
-) -> HttpResponse {
-    auth!(api, req);
-    let id = match event_id(&path) {
-        Ok(id) => id,
-        Err(r) => return r,
-    };
+async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
+    authenticate(&api, &req)?;
+    let id = parse_id(&path)?;
     match api.store.replay(id).await {
         Ok(()) => {
             tracing::info!(event_id = %id, "dead letter replayed");
             api.relay_wake.notify_one();
-            HttpResponse::Accepted().json(serde_json::json!({"event_id": id, "relay": "pending"}))
+            Ok(HttpResponse::Accepted()
+                .json(serde_json::json!({"event_id": id, "relay": "pending"})))
         }
-        Err(StoreError::NotFound) => Problem::not_found("the dead letter"),
-        Err(e) => store_error(e),
+        Err(StoreError::NotFound) => Err(ApiError::not_found("the dead letter")),
+        Err(e) => Err(ApiError::store(e)),
     }
 }
 
-async fn quarantine(req: HttpRequest, api: web::Data<AdminApi>) -> HttpResponse {
-    auth!(api, req);
-    match api.store.quarantined() {
-        Ok(list) => HttpResponse::Ok().json(serde_json::json!({ "quarantine": list })),
-        Err(e) => store_error(e),
-    }
+async fn quarantine(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
+    authenticate(&api, &req)?;
+    let list = api.store.quarantined().map_err(ApiError::store)?;
+    Ok(HttpResponse::Ok().json(serde_json::json!({ "quarantine": list })))
 }

@@ -415,7 +415,8 @@ mod tests {
         // apart from the GoSign auth it has to choose.
         let parsed: Config = toml::from_str(&example).expect("example parses");
         let mut defaults = serde_json::to_value(Config::default()).unwrap();
-        defaults["gosign"]["rest"]["auth"] = serde_json::to_value(&parsed.gosign.rest.auth).unwrap();
+        defaults["gosign"]["rest"]["auth"] =
+            serde_json::to_value(&parsed.gosign.rest.auth).unwrap();
         assert_eq!(serde_json::to_value(&parsed).unwrap(), defaults);
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("signrelay.example.toml");
         with_env(

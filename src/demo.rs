@@ -164,8 +164,8 @@ pub async fn run() -> anyhow::Result<()> {
         .await?;
     println!("\nSummary (signrelay's records):");
     println!(
-        "  {:<10} {:<10} {:<34} {:<24} {}",
-        "envelope", "outcome", "relay", "NRC actie", "reden"
+        "  {:<10} {:<10} {:<34} {:<24} reden",
+        "envelope", "outcome", "relay", "NRC actie"
     );
     let mut delivered = 0;
     let mut mismatches = 0;

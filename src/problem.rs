@@ -45,19 +45,74 @@ impl Problem {
             .content_type("application/problem+json")
             .json(self)
     }
+}
 
-    pub fn not_found(what: &str) -> HttpResponse {
+/// A problem as a handler error, so handlers can use `?`. Boxed: errors stay small.
+#[derive(Debug)]
+pub struct ApiError {
+    problem: Box<Problem>,
+    /// `WWW-Authenticate` challenge for a 401.
+    challenge: Option<&'static str>,
+}
+
+impl ApiError {
+    pub fn unauthorized(problem: Problem, challenge: Option<&'static str>) -> ApiError {
+        ApiError {
+            problem: Box::new(problem),
+            challenge,
+        }
+    }
+
+    pub fn not_found(what: &str) -> ApiError {
         Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
             .detail(format!("{what} does not exist"))
-            .respond()
+            .into()
     }
 
-    pub fn store_unavailable() -> HttpResponse {
-        Problem::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "store-unavailable",
-            "The store cannot be written now",
-        )
-        .respond()
+    pub fn store(e: crate::store::StoreError) -> ApiError {
+        match e {
+            crate::store::StoreError::NotFound => ApiError::not_found("the resource"),
+            other => {
+                tracing::error!(error = %other, "store error in the API");
+                Problem::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "store-unavailable",
+                    "The store cannot be used now",
+                )
+                .into()
+            }
+        }
     }
 }
+
+impl From<Problem> for ApiError {
+    fn from(p: Problem) -> Self {
+        ApiError {
+            problem: Box::new(p),
+            challenge: None,
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.problem.status, self.problem.title)
+    }
+}
+
+impl actix_web::ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        StatusCode::from_u16(self.problem.status).unwrap_or(StatusCode::BAD_REQUEST)
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let mut r = HttpResponse::build(self.status_code());
+        if let Some(c) = self.challenge {
+            r.insert_header((actix_web::http::header::WWW_AUTHENTICATE, c));
+        }
+        r.content_type("application/problem+json")
+            .json(&*self.problem)
+    }
+}
+
+pub type ApiResult = Result<HttpResponse, ApiError>;

@@ -60,7 +60,7 @@ pub struct RawPayload {
 #[derive(Debug, Clone)]
 pub enum Recorded {
     /// Stored (and queued, parked or flagged, as its `relay` state says).
-    New(SigningEvent),
+    New(Box<SigningEvent>),
     /// The same delivery was recorded before; nothing was written.
     Duplicate { event_id: Uuid },
 }

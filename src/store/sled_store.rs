@@ -255,7 +255,7 @@ impl Store for SledStore {
                 s.insert(dkey, id.as_bytes().to_vec());
                 s.insert(keys::payload(archive_id), encoded);
                 save_event(s, &event);
-                Ok(Recorded::New(event))
+                Ok(Recorded::New(Box::new(event)))
             })
             .await
     }
