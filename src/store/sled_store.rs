@@ -210,16 +210,19 @@ impl Store for SledStore {
                 let mut relay = RelayState::Pending;
                 if new.outcome.is_terminal() {
                     let tkey = keys::terminal(new.vendor, &new.transaction_id);
+                    // The value names the first outcome itself: its event may be purged.
                     if let Some(first) = s.get(&tkey)? {
-                        let first = load_event(s, uuid_at(&first)?)?;
-                        let why = if first.outcome.label() == new.outcome.label() {
+                        let first_label = first.get(16..).unwrap_or_default();
+                        let why = if first_label == new.outcome.label().as_bytes() {
                             NotRelayed::RepeatedOutcome
                         } else {
                             NotRelayed::ConflictingOutcome
                         };
                         relay = RelayState::NotRelayed { why };
                     } else {
-                        s.insert(tkey, id.as_bytes().to_vec());
+                        let mut v = id.as_bytes().to_vec();
+                        v.extend_from_slice(new.outcome.label().as_bytes());
+                        s.insert(tkey, v);
                     }
                 } else if !relay_progress {
                     relay = RelayState::NotRelayed {
@@ -598,5 +601,340 @@ impl Store for SledStore {
             dead_letters: self.counts.dead_letters.load(Relaxed),
             quarantine: self.counts.quarantine.load(Relaxed),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Caller, NewEvent, Outcome};
+    use crate::registry::TriggerMessage;
+    use bytes::Bytes;
+
+    fn open(dir: &Path) -> SledStore {
+        SledStore::open(dir, StoreOptions::default(), None)
+            .unwrap()
+            .0
+    }
+
+    fn new_event(tx: &str, outcome: Outcome, dedup: &str) -> NewEvent {
+        NewEvent {
+            vendor: Vendor::Gosign,
+            transaction_id: tx.into(),
+            outcome,
+            occurred_at: None,
+            surface: "gosign.rest",
+            dedup_key: dedup.into(),
+            documents: vec![],
+            caller: Caller::default(),
+        }
+    }
+
+    fn payload(n: usize) -> RawPayload {
+        RawPayload {
+            content_type: "application/json".into(),
+            bytes: Bytes::from(vec![b'x'; n]),
+        }
+    }
+
+    fn registration(tx: &str) -> Registration {
+        let trigger: TriggerMessage = serde_json::from_value(serde_json::json!({
+            "naam": "n", "eigenaar": "e@x.nl",
+            "zaak": {"uuid": "2cc803a9-7404-4289-8f3d-f2300f666eac", "url": "https://zrc.example/z/1"},
+            "documenten": [{"uuid": "f491249e-0651-4d22-a8a8-bb35885e9245", "url": "https://drc.example/d/1"}],
+            "ondertekenaars": [{"e-mail": "s@x.nl"}]
+        }))
+        .unwrap();
+        Registration {
+            vendor: Vendor::Gosign,
+            transaction_id: tx.into(),
+            trigger,
+            registered_at: Utc::now(),
+        }
+    }
+
+    fn recorded(r: Recorded) -> SigningEvent {
+        match r {
+            Recorded::New(e) => *e,
+            Recorded::Duplicate { .. } => panic!("expected a new record"),
+        }
+    }
+
+    #[tokio::test]
+    async fn delivery_dedup_returns_the_first_event() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let first = recorded(
+            s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
+                .await
+                .unwrap(),
+        );
+        match s
+            .record(new_event("T1", Outcome::Completed, "k1"), payload(10))
+            .await
+            .unwrap()
+        {
+            Recorded::Duplicate { event_id } => assert_eq!(event_id, first.id),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(s.events(&EventQuery::default()).unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn second_terminal_outcome_is_flagged_not_queued() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.register(registration("T1")).await.unwrap();
+        let a = recorded(
+            s.record(new_event("T1", Outcome::Completed, "a"), payload(1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(a.relay, RelayState::Pending);
+        let b = recorded(
+            s.record(
+                new_event("T1", Outcome::Aborted { reason: "x".into() }, "b"),
+                payload(1),
+            )
+            .await
+            .unwrap(),
+        );
+        assert_eq!(
+            b.relay,
+            RelayState::NotRelayed {
+                why: NotRelayed::ConflictingOutcome
+            }
+        );
+        let c = recorded(
+            s.record(new_event("T1", Outcome::Completed, "c"), payload(1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            c.relay,
+            RelayState::NotRelayed {
+                why: NotRelayed::RepeatedOutcome
+            }
+        );
+        assert_eq!(s.depths().outbox, 1);
+    }
+
+    #[tokio::test]
+    async fn unregistered_events_park_and_registration_releases_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let e = recorded(
+            s.record(new_event("T9", Outcome::Completed, "k"), payload(1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(e.relay, RelayState::Parked);
+        assert_eq!(s.depths().parked, 1);
+        assert!(s.due(Utc::now(), 10).unwrap().is_empty());
+        let r = s.register(registration("T9")).await.unwrap();
+        assert_eq!(
+            r,
+            Registered {
+                created: true,
+                released: 1
+            }
+        );
+        assert_eq!(
+            s.depths(),
+            Depths {
+                outbox: 1,
+                parked: 0,
+                dead_letters: 0,
+                quarantine: 0
+            }
+        );
+        let due = s.due(Utc::now(), 10).unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].event_id, e.id);
+        assert_eq!(s.event(e.id).unwrap().unwrap().relay, RelayState::Pending);
+    }
+
+    #[tokio::test]
+    async fn retry_reschedules_and_dead_letter_replays() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.register(registration("T1")).await.unwrap();
+        let e = recorded(
+            s.record(new_event("T1", Outcome::Completed, "k"), payload(1))
+                .await
+                .unwrap(),
+        );
+        let later = Utc::now() + chrono::Duration::seconds(60);
+        s.complete(
+            e.id,
+            DeliveryResult::Retry {
+                due: later,
+                error: "503".into(),
+            },
+        )
+        .await
+        .unwrap();
+        assert!(s.due(Utc::now(), 10).unwrap().is_empty());
+        let item = &s.due(later, 10).unwrap()[0];
+        assert_eq!(
+            (item.attempts, item.last_error.as_deref()),
+            (1, Some("503"))
+        );
+        assert_eq!(
+            s.next_due().unwrap().map(|t| t.timestamp_millis()),
+            Some(later.timestamp_millis())
+        );
+        s.complete(
+            e.id,
+            DeliveryResult::DeadLetter {
+                reason: "400".into(),
+                nrc_status: Some(400),
+                nrc_body: Some("bad".into()),
+            },
+        )
+        .await
+        .unwrap();
+        assert_eq!(s.depths().outbox, 0);
+        let dl = s.dead_letters().unwrap();
+        assert_eq!(
+            (dl.len(), dl[0].attempts, dl[0].nrc_status),
+            (1, 2, Some(400))
+        );
+        s.replay(e.id).await.unwrap();
+        assert!(matches!(s.replay(e.id).await, Err(StoreError::NotFound)));
+        assert_eq!(s.depths().dead_letters, 0);
+        assert_eq!(s.due(Utc::now(), 10).unwrap()[0].attempts, 0);
+    }
+
+    #[tokio::test]
+    async fn large_payloads_live_in_files_and_survive_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let id = {
+            let s = open(dir.path());
+            let big = payload(super::super::archive::INLINE_MAX + 1);
+            recorded(
+                s.record(new_event("T1", Outcome::Completed, "k"), big)
+                    .await
+                    .unwrap(),
+            )
+            .archive_id
+        };
+        // The writer thread ends with its last handle; give sled its lock back.
+        let s = loop {
+            match SledStore::open(dir.path(), StoreOptions::default(), None) {
+                Ok((s, _)) => break s,
+                Err(StoreError::Locked(_)) => {
+                    std::thread::sleep(std::time::Duration::from_millis(10))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
+        let p = s.payload(id).unwrap().unwrap();
+        assert_eq!(p.bytes.len(), super::super::archive::INLINE_MAX + 1);
+        assert!(dir
+            .path()
+            .join("payloads")
+            .join(id.simple().to_string())
+            .exists());
+        assert_eq!(s.depths().parked, 1, "counts are rebuilt on open");
+    }
+
+    #[tokio::test]
+    async fn purge_removes_finished_events_and_their_payloads_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        s.register(registration("T1")).await.unwrap();
+        let done = recorded(
+            s.record(new_event("T1", Outcome::Completed, "a"), payload(100_000))
+                .await
+                .unwrap(),
+        );
+        s.complete(done.id, DeliveryResult::Delivered { at: Utc::now() })
+            .await
+            .unwrap();
+        let progress = recorded(
+            s.record(
+                new_event("T1", Outcome::Progress { detail: "d".into() }, "p"),
+                payload(5),
+            )
+            .await
+            .unwrap(),
+        );
+        let parked = recorded(
+            s.record(new_event("T2", Outcome::Completed, "c"), payload(5))
+                .await
+                .unwrap(),
+        );
+        // Nothing is old enough yet.
+        assert_eq!(
+            s.purge(Utc::now() - chrono::Duration::days(1))
+                .await
+                .unwrap(),
+            0
+        );
+        let n = s
+            .purge(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        assert_eq!(n, 2);
+        assert!(s.event(done.id).unwrap().is_none());
+        assert!(s.payload(done.archive_id).unwrap().is_none());
+        assert!(!dir
+            .path()
+            .join("payloads")
+            .join(done.archive_id.simple().to_string())
+            .exists());
+        assert!(s.event(progress.id).unwrap().is_none());
+        assert!(
+            s.event(parked.id).unwrap().is_some(),
+            "parked events are kept"
+        );
+        // The outcome stays deduplicated after the purge: a late redelivery is not relayed again.
+        let again = recorded(
+            s.record(new_event("T1", Outcome::Completed, "a"), payload(1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            again.relay,
+            RelayState::NotRelayed {
+                why: NotRelayed::RepeatedOutcome
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn expired_parked_events_become_dead_letters() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let e = recorded(
+            s.record(new_event("T3", Outcome::Completed, "k"), payload(1))
+                .await
+                .unwrap(),
+        );
+        assert_eq!(
+            s.expire_parked(Utc::now() - chrono::Duration::hours(1))
+                .await
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            s.expire_parked(Utc::now() + chrono::Duration::seconds(1))
+                .await
+                .unwrap(),
+            1
+        );
+        assert_eq!(s.depths().parked, 0);
+        assert_eq!(s.dead_letters().unwrap()[0].event_id, e.id);
+    }
+
+    #[tokio::test]
+    async fn a_second_open_of_the_same_store_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let _s = open(dir.path());
+        assert!(matches!(
+            SledStore::open(dir.path(), StoreOptions::default(), None),
+            Err(StoreError::Locked(_))
+        ));
     }
 }
