@@ -392,6 +392,8 @@ impl Config {
 mod tests {
     use super::*;
 
+    // figment's Jail fixes the closure's (large) error type.
+    #[allow(clippy::result_large_err)]
     fn with_env<T>(vars: &[(&str, &str)], f: impl FnOnce() -> T) -> T {
         let mut out = None;
         let mut f = Some(f);
