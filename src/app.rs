@@ -22,7 +22,8 @@ use crate::relay::{Relay, RelaySettings};
 use crate::store::{SledStore, Store, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::vendors::body::BodyLimits;
-use crate::vendors::gosign::{self, GosignRest};
+use crate::vendors::gosign::workability::Workability;
+use crate::vendors::gosign::{self, GosignRest, GosignSoap};
 use crate::zgw::jwt::ZgwJwt;
 use crate::zgw::nrc::NrcClient;
 
@@ -120,6 +121,7 @@ impl Application {
             relay_wake: wake.clone(),
         };
         let client_timeout = Duration::from_secs(config.server.client_timeout_secs);
+        let workability = Arc::new(build_workability(&config, &dyn_store, &metrics)?);
         let gosign_rest = match (&config.gosign.rest.enabled, &config.gosign.rest.auth) {
             (true, Some(auth)) => Some(web::Data::new(GosignRest {
                 auth: auth.build()?,
@@ -129,6 +131,26 @@ impl Application {
                     client_timeout * 4,
                 ),
                 intake: intake.clone(),
+                workability: workability.clone(),
+            })),
+            _ => None,
+        };
+        let soap_cfg = config.gosign.soap.clone();
+        let gosign_soap = match (&soap_cfg.enabled, &soap_cfg.auth) {
+            (true, Some(auth)) => Some(web::Data::new(GosignSoap {
+                auth: auth.build()?,
+                body: BodyLimits::new(
+                    soap_cfg.body_limit_mib * 1024 * 1024,
+                    soap_cfg.large_bodies_in_flight,
+                    client_timeout * 4,
+                ),
+                intake: intake.clone(),
+                workability: workability.clone(),
+                notifications_wsdl: gosign::wsdl_for(
+                    gosign::NOTIFICATIONS_WSDL,
+                    &config.server.public_url,
+                ),
+                events_wsdl: gosign::wsdl_for(gosign::EVENTS_WSDL, &config.server.public_url),
             })),
             _ => None,
         };
@@ -156,6 +178,12 @@ impl Application {
             if let Some(gs) = &gosign_rest {
                 let gs = gs.clone();
                 app = app.configure(|c| gosign::configure_rest(c, &gosign_base, gs));
+            }
+            if let Some(gs) = &gosign_soap {
+                let gs = gs.clone();
+                app = app.configure(|c| {
+                    gosign::configure_soap(c, &soap_cfg.base_path, &soap_cfg.events_path, gs)
+                });
             }
             app
         })
@@ -225,6 +253,33 @@ impl Application {
         }
         Ok(())
     }
+}
+
+/// The GoSign workability policy, with ZRC credentials when it needs them.
+fn build_workability(
+    config: &Config,
+    store: &Arc<dyn Store>,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Workability> {
+    let w = &config.gosign.workability;
+    let zrc_jwt = if w.policy == crate::config::WorkabilityPolicy::ZaakOpen {
+        let client = w.zrc_client_id.as_deref().unwrap_or(&config.nrc.client_id);
+        let secret = w
+            .zrc_secret
+            .as_ref()
+            .unwrap_or(&config.nrc.secret)
+            .resolve()?;
+        Some(ZgwJwt::new(
+            client,
+            &secret,
+            &config.nrc.user_id,
+            &config.nrc.user_representation,
+            Duration::from_secs(config.nrc.jwt_max_age_secs),
+        ))
+    } else {
+        None
+    };
+    Workability::new(w.clone(), store.clone(), metrics.clone(), zrc_jwt)
 }
 
 /// Retries kanaal bootstrap until it works or the service stops. Returns false on stop.

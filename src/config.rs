@@ -36,6 +36,8 @@ pub struct ServerConfig {
     pub shutdown_timeout_secs: u64,
     /// Largest registry/admin request body.
     pub api_body_limit_kib: usize,
+    /// The URL vendors reach signrelay at (used as the address in served WSDLs).
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -120,6 +122,114 @@ pub struct AdminConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct GosignConfig {
     pub rest: GosignRestConfig,
+    pub soap: GosignSoapConfig,
+    pub workability: WorkabilityConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignSoapConfig {
+    pub enabled: bool,
+    /// WorkNotificationsService: workNotification and getEnvelopeExternalStatus.
+    pub base_path: String,
+    /// EvelopeEventService: LegalBus OperationDone.
+    pub events_path: String,
+    /// Must be set explicitly when enabled, `{ method = "none" }` included.
+    pub auth: Option<AuthConfig>,
+    pub body_limit_mib: usize,
+    pub large_bodies_in_flight: usize,
+}
+
+impl Default for GosignSoapConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_path: "/gosign/soap".into(),
+            events_path: "/gosign/soap/events".into(),
+            auth: None,
+            body_limit_mib: 64,
+            large_bodies_in_flight: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkabilityPolicy {
+    /// Every envelope is workable.
+    Always,
+    /// Not workable once withdrawn by the case application or finished.
+    Registry,
+    /// As `registry`, and not workable once the zaak (from the ZRC) has an `einddatum`.
+    ZaakOpen,
+    /// Ask the case application (`forward_url`) the same question.
+    Forward,
+}
+
+impl WorkabilityPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkabilityPolicy::Always => "always",
+            WorkabilityPolicy::Registry => "registry",
+            WorkabilityPolicy::ZaakOpen => "zaak-open",
+            WorkabilityPolicy::Forward => "forward",
+        }
+    }
+
+    /// Does the policy call another system?
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            WorkabilityPolicy::ZaakOpen | WorkabilityPolicy::Forward
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    FailOpen,
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkabilityConfig {
+    pub policy: WorkabilityPolicy,
+    /// Envelopes signrelay has no registration for: workable (true) or not.
+    pub unknown_envelopes_workable: bool,
+    /// What GoSign should do with a non-workable envelope: NOP or DELETE.
+    pub action: crate::vendors::gosign::workability::Action,
+    /// A remote check (ZRC, case application) gets this long.
+    pub timeout_ms: u64,
+    /// The answer when a remote check fails or times out.
+    pub on_error: OnError,
+    /// Decisions are cached this many seconds (0: off).
+    pub cache_secs: u64,
+    /// `forward`: base URL of the case application's workability service; signrelay calls
+    /// `{forward_url}/envelopes/{e}/managers/{u}[/for/{o}]/status`.
+    pub forward_url: Option<String>,
+    pub forward_bearer: Option<Secret>,
+    /// `zaak-open`: ZGW credentials for the ZRC (default: the NRC's).
+    pub zrc_client_id: Option<String>,
+    pub zrc_secret: Option<Secret>,
+}
+
+impl Default for WorkabilityConfig {
+    fn default() -> Self {
+        Self {
+            policy: WorkabilityPolicy::Always,
+            unknown_envelopes_workable: true,
+            action: crate::vendors::gosign::workability::Action::Nop,
+            timeout_ms: 2000,
+            on_error: OnError::FailOpen,
+            cache_secs: 5,
+            forward_url: None,
+            forward_bearer: None,
+            zrc_client_id: None,
+            zrc_secret: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -143,6 +253,7 @@ impl Default for ServerConfig {
             client_timeout_secs: 30,
             shutdown_timeout_secs: 30,
             api_body_limit_kib: 100,
+            public_url: "http://localhost:8080".into(),
         }
     }
 }
@@ -365,6 +476,63 @@ impl Config {
                 );
             }
         }
+        let soap = &self.gosign.soap;
+        if soap.enabled {
+            for (name, p) in [
+                ("base_path", &soap.base_path),
+                ("events_path", &soap.events_path),
+            ] {
+                if !p.starts_with('/') || p.ends_with('/') {
+                    errs.push(format!(
+                        "gosign.soap.{name} must start and not end with '/'"
+                    ));
+                }
+            }
+            match &soap.auth {
+                None => errs.push(
+                    "gosign.soap.auth is not set: choose basic, api-key, or (explicitly) none"
+                        .into(),
+                ),
+                Some(a) => {
+                    if let Err(e) = a.validate("gosign.soap.auth") {
+                        errs.push(e);
+                    }
+                }
+            }
+            if soap.body_limit_mib == 0 || soap.large_bodies_in_flight == 0 {
+                errs.push(
+                    "gosign.soap.body_limit_mib and large_bodies_in_flight must be > 0".into(),
+                );
+            }
+        }
+        if url::Url::parse(&self.server.public_url).is_err() {
+            errs.push("server.public_url is not a URL".into());
+        }
+        let w = &self.gosign.workability;
+        match w.policy {
+            WorkabilityPolicy::Forward => match w.forward_url.as_deref().map(url::Url::parse) {
+                Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => errs.push(
+                    "gosign.workability.forward_url must be an http(s) URL for policy forward"
+                        .into(),
+                ),
+            },
+            WorkabilityPolicy::ZaakOpen => {
+                let secret = w.zrc_secret.as_ref().unwrap_or(&self.nrc.secret);
+                if let Err(e) = secret.resolve() {
+                    errs.push(format!("gosign.workability.zrc_secret: {e}"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(b) = &w.forward_bearer {
+            if let Err(e) = b.resolve() {
+                errs.push(format!("gosign.workability.forward_bearer: {e}"));
+            }
+        }
+        if w.timeout_ms == 0 {
+            errs.push("gosign.workability.timeout_ms must be > 0".into());
+        }
         if errs.is_empty() {
             Ok(())
         } else {
@@ -379,6 +547,15 @@ impl Config {
         v["admin"]["auth"] = self.admin.auth.redacted();
         if let Some(a) = &self.gosign.rest.auth {
             v["gosign"]["rest"]["auth"] = a.redacted();
+        }
+        if let Some(a) = &self.gosign.soap.auth {
+            v["gosign"]["soap"]["auth"] = a.redacted();
+        }
+        if let Some(s) = &self.gosign.workability.forward_bearer {
+            v["gosign"]["workability"]["forward_bearer"] = s.redacted();
+        }
+        if let Some(s) = &self.gosign.workability.zrc_secret {
+            v["gosign"]["workability"]["zrc_secret"] = s.redacted();
         }
         v
     }

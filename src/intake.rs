@@ -65,10 +65,11 @@ impl Intake {
         reason: String,
         caller: Caller,
         payload: RawPayload,
+        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
         let result = self
             .store
-            .quarantine(vendor, surface, reason, caller, payload)
+            .quarantine(vendor, surface, reason, caller, payload, dedup_key)
             .await;
         self.health.store_result(result.is_ok());
         match &result {

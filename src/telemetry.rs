@@ -51,6 +51,7 @@ pub struct Metrics {
     pub dead_letters: IntGauge,
     pub quarantine: IntGauge,
     pub kanaal_ready: IntGauge,
+    pub workability: IntCounterVec,
 }
 
 impl Metrics {
@@ -132,6 +133,11 @@ impl Metrics {
                 "Callbacks that could not be processed",
             ),
             kanaal_ready: gauge("nrc_kanaal_ready", "1 once the kanaal is known to exist"),
+            workability: counter(
+                "workability_decisions_total",
+                "GoSign workability decisions by policy and result (workable, not_workable, error)",
+                &["policy", "result"],
+            ),
             registry,
         }
     }

@@ -98,20 +98,26 @@ impl Relay {
                 continue;
             }
             let now = Utc::now();
-            let due = match self.store.due(now, free + self.in_flight_count()) {
-                Ok(d) => d,
+            // The outbox is read under the in-flight lock: a delivery leaves `in_flight` only
+            // after its result is in the store, so an entry read here is either still in
+            // flight or still due. Read before taking the lock, a delivery finishing in
+            // between would be sent to the NRC a second time.
+            let fresh: Result<Vec<OutboxItem>, _> = {
+                let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+                self.store.due(now, free + f.len()).map(|due| {
+                    due.into_iter()
+                        .filter(|i| f.insert(i.event_id))
+                        .take(free)
+                        .collect()
+                })
+            };
+            let fresh = match fresh {
+                Ok(f) => f,
                 Err(e) => {
                     tracing::error!(error = %e, "cannot read the outbox");
                     tokio::time::sleep(IDLE_POLL).await;
                     continue;
                 }
-            };
-            let fresh: Vec<OutboxItem> = {
-                let mut f = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
-                due.into_iter()
-                    .filter(|i| f.insert(i.event_id))
-                    .take(free)
-                    .collect()
             };
             if fresh.is_empty() {
                 let wait = match self.store.next_due() {
@@ -148,13 +154,6 @@ impl Relay {
         let all = self.settings.concurrency as u32;
         let _ = tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await;
         tracing::info!("relay worker stopped");
-    }
-
-    fn in_flight_count(&self) -> usize {
-        self.in_flight
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .len()
     }
 
     async fn expire_parked(&self) {

@@ -14,6 +14,7 @@ pub const OUTBOX_BY_EVENT: &[u8] = b"O/"; // O/<event uuid> -> due ms
 pub const TERMINAL: &[u8] = b"t/"; // t/<vendor>\0<tx>      -> event id + outcome label relayed
 pub const PARKED: &[u8] = b"k/"; // k/<vendor>\0<tx>\0<id>  -> parked-at ms
 pub const REGISTRATION: &[u8] = b"r/"; // r/<vendor>\0<tx>  -> Registration json
+pub const WITHDRAWN: &[u8] = b"w/"; // w/<vendor>\0<tx>    -> withdrawn-at ms (tombstone)
 pub const DEAD: &[u8] = b"l/"; // l/<event uuid>            -> DeadLetter json
 pub const QUARANTINE: &[u8] = b"q/"; // q/<uuid>            -> QuarantineEntry json
 pub const PROBE: &[u8] = b"m/probe";
@@ -64,6 +65,10 @@ pub fn terminal(vendor: Vendor, tx: &str) -> Vec<u8> {
 
 pub fn registration(vendor: Vendor, tx: &str) -> Vec<u8> {
     cat(&[REGISTRATION, &transaction(vendor, tx)])
+}
+
+pub fn withdrawn(vendor: Vendor, tx: &str) -> Vec<u8> {
+    cat(&[WITHDRAWN, &transaction(vendor, tx)])
 }
 
 pub fn parked_prefix(vendor: Vendor, tx: &str) -> Vec<u8> {

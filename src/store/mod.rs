@@ -101,6 +101,9 @@ pub struct QuarantineEntry {
     pub archive_id: Uuid,
     #[serde(default)]
     pub caller: Caller,
+    /// The same payload quarantined again (a vendor retrying) is kept once.
+    #[serde(default)]
+    pub dedup_key: String,
 }
 
 /// How a delivery attempt ended, as the relay worker reports it.
@@ -141,6 +144,16 @@ pub struct Depths {
     pub quarantine: i64,
 }
 
+/// What the store knows of a transaction, for workability decisions.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionState {
+    pub registration: Option<Registration>,
+    /// The case application withdrew (deleted) its registration.
+    pub withdrawn: bool,
+    /// The terminal outcome already recorded (`completed` / `aborted`), if any.
+    pub terminal: Option<String>,
+}
+
 /// Whether a registration was new and how many parked events it released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registered {
@@ -153,7 +166,8 @@ pub trait Store: Send + Sync + 'static {
     /// Records one callback atomically (delivery dedup, payload archive, event, and its outbox
     /// or parking entry) and returns once it is durable.
     async fn record(&self, event: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError>;
-    /// Keeps an unprocessable callback for an operator; durable on return.
+    /// Keeps an unprocessable callback for an operator, once per `dedup_key`; durable on
+    /// return.
     async fn quarantine(
         &self,
         vendor: Vendor,
@@ -161,11 +175,14 @@ pub trait Store: Send + Sync + 'static {
         reason: String,
         caller: Caller,
         payload: RawPayload,
+        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError>;
 
     async fn register(&self, registration: Registration) -> Result<Registered, StoreError>;
     fn registration(&self, vendor: Vendor, tx: &str) -> Result<Option<Registration>, StoreError>;
+    /// Withdraws a registration; a tombstone remembers it for workability checks.
     async fn unregister(&self, vendor: Vendor, tx: &str) -> Result<bool, StoreError>;
+    fn transaction_state(&self, vendor: Vendor, tx: &str) -> Result<TransactionState, StoreError>;
 
     /// Outbox entries due at `now`, earliest first.
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;

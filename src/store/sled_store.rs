@@ -14,7 +14,7 @@ use super::keys;
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
     DeadLetter, DeliveryResult, Depths, EventQuery, NewEvent, OutboxItem, QuarantineEntry,
-    RawPayload, Recorded, Registered, Store, StoreError,
+    RawPayload, Recorded, Registered, Store, StoreError, TransactionState,
 };
 use crate::event::{Caller, NotRelayed, RelayState, SigningEvent, Vendor};
 use crate::registry::Registration;
@@ -270,7 +270,14 @@ impl Store for SledStore {
         reason: String,
         caller: Caller,
         payload: RawPayload,
+        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
+        let dkey = keys::delivery(&dedup_key);
+        if let Some(id) = self.tree.get(&dkey)? {
+            if let Some(q) = self.tree.get(keys::quarantine(uuid_at(&id)?))? {
+                return parse("quarantine", &q);
+            }
+        }
         let archive_id = Uuid::now_v7();
         let encoded = self.encode_payload(archive_id, payload).await?;
         let entry = QuarantineEntry {
@@ -281,17 +288,22 @@ impl Store for SledStore {
             reason,
             archive_id,
             caller,
+            dedup_key,
         };
-        let e = entry.clone();
         self.writer
             .write(move |s| {
+                if let Some(id) = s.get(&dkey)? {
+                    if let Some(q) = s.get(&keys::quarantine(uuid_at(&id)?))? {
+                        return parse("quarantine", &q);
+                    }
+                }
+                s.insert(dkey, entry.id.as_bytes().to_vec());
                 s.insert(keys::payload(archive_id), encoded);
-                s.insert(keys::quarantine(e.id), json(&e));
+                s.insert(keys::quarantine(entry.id), json(&entry));
                 s.deltas.quarantine += 1;
-                Ok(())
+                Ok(entry)
             })
-            .await?;
-        Ok(entry)
+            .await
     }
 
     async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
@@ -300,6 +312,7 @@ impl Store for SledStore {
                 let rkey = keys::registration(reg.vendor, &reg.transaction_id);
                 let created = !s.contains(&rkey)?;
                 s.insert(rkey, json(&reg));
+                s.remove(keys::withdrawn(reg.vendor, &reg.transaction_id));
                 let now = Utc::now();
                 let parked =
                     s.scan_prefix(&keys::parked_prefix(reg.vendor, &reg.transaction_id))?;
@@ -330,13 +343,28 @@ impl Store for SledStore {
 
     async fn unregister(&self, vendor: Vendor, tx: &str) -> Result<bool, StoreError> {
         let key = keys::registration(vendor, tx);
+        let tombstone = keys::withdrawn(vendor, tx);
         self.writer
             .write(move |s| {
                 let existed = s.contains(&key)?;
-                s.remove(key);
+                if existed {
+                    s.remove(key);
+                    s.insert(tombstone, keys::ms(Utc::now()).to_vec());
+                }
                 Ok(existed)
             })
             .await
+    }
+
+    fn transaction_state(&self, vendor: Vendor, tx: &str) -> Result<TransactionState, StoreError> {
+        Ok(TransactionState {
+            registration: self.registration(vendor, tx)?,
+            withdrawn: self.tree.contains_key(keys::withdrawn(vendor, tx))?,
+            terminal: self
+                .tree
+                .get(keys::terminal(vendor, tx))?
+                .and_then(|v| v.get(16..).map(|l| String::from_utf8_lossy(l).into_owned())),
+        })
     }
 
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
@@ -496,6 +524,7 @@ impl Store for SledStore {
         self.writer
             .write(move |s| {
                 for q in quarantined {
+                    s.remove(keys::delivery(&q.dedup_key));
                     s.remove(keys::quarantine(q.id));
                     s.remove(keys::payload(q.archive_id));
                     s.deltas.quarantine -= 1;

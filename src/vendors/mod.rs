@@ -3,6 +3,7 @@
 
 pub mod body;
 pub mod gosign;
+pub mod soap;
 
 use crate::event::Vendor;
 

@@ -1,19 +1,50 @@
-//! GoSign (InfoCert): REST callbacks (ch. 8). The shared model normalizes for every transport.
+//! GoSign (InfoCert): REST callbacks (ch. 8), SOAP callbacks (ch. 7), LegalBus OperationDone
+//! (ch. 11) and workability checks (ch. 7.2, 8.4). The shared model normalizes for every
+//! transport; workability is one policy for REST and SOAP.
 
+pub mod legalbus;
 pub mod model;
 pub mod rest;
+pub mod soap;
+pub mod workability;
 
-use actix_web::web;
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
 
 use crate::auth::SurfaceAuth;
 use crate::intake::Intake;
 use crate::vendors::body::BodyLimits;
+use workability::Workability;
 
 /// What the GoSign REST handlers share.
 pub struct GosignRest {
     pub auth: SurfaceAuth,
     pub body: BodyLimits,
     pub intake: Intake,
+    pub workability: Arc<Workability>,
+}
+
+/// What the GoSign SOAP handlers share.
+pub struct GosignSoap {
+    pub auth: SurfaceAuth,
+    pub body: BodyLimits,
+    pub intake: Intake,
+    pub workability: Arc<Workability>,
+    /// The WSDLs with their service addresses set to the public URL.
+    pub notifications_wsdl: String,
+    pub events_wsdl: String,
+}
+
+/// The WSDLs as shipped; their `soap:address` is rewritten to the configured public URL.
+pub const NOTIFICATIONS_WSDL: &str = include_str!("../../../wsdl/WorkNotificationsService.wsdl");
+pub const EVENTS_WSDL: &str = include_str!("../../../wsdl/EvelopeEventService.wsdl");
+/// The address written in the shipped WSDLs, replaced when served.
+pub const WSDL_ADDRESS_PLACEHOLDER: &str = "http://localhost:8080";
+
+/// A shipped WSDL with its address pointing at `public_url`.
+pub fn wsdl_for(template: &str, public_url: &str) -> String {
+    template.replace(WSDL_ADDRESS_PLACEHOLDER, public_url.trim_end_matches('/'))
 }
 
 /// Mounts the REST surface at `base_path`.
@@ -26,14 +57,69 @@ pub fn configure_rest(cfg: &mut web::ServiceConfig, base_path: &str, state: web:
                 "/envelopes/{enveExtId}/notify",
                 web::post().to(rest::notify),
             )
+            .route(
+                "/envelopes/{enveExtId}/managers/{userExtId}/status",
+                web::get().to(rest::workability),
+            )
+            .route(
+                "/envelopes/{enveExtId}/managers/{userExtId}/for/{originalUserExtId}/status",
+                web::get().to(rest::workability_substitute),
+            )
             .default_service(web::to(rest::not_found)),
     );
+}
+
+/// Mounts the SOAP services: WorkNotificationsService at `base_path`, EvelopeEventService at
+/// `events_path`; `GET …?wsdl` serves each WSDL.
+pub fn configure_soap(
+    cfg: &mut web::ServiceConfig,
+    base_path: &str,
+    events_path: &str,
+    state: web::Data<GosignSoap>,
+) {
+    cfg.service(
+        web::resource(base_path)
+            .app_data(state.clone())
+            .route(web::post().to(soap::endpoint))
+            .route(
+                web::get().to(|req: HttpRequest, gs: web::Data<GosignSoap>| async move {
+                    serve_wsdl(&req, &gs.notifications_wsdl)
+                }),
+            ),
+    );
+    cfg.service(
+        web::resource(events_path)
+            .app_data(state)
+            .route(web::post().to(legalbus::endpoint))
+            .route(
+                web::get().to(|req: HttpRequest, gs: web::Data<GosignSoap>| async move {
+                    serve_wsdl(&req, &gs.events_wsdl)
+                }),
+            ),
+    );
+}
+
+fn serve_wsdl(req: &HttpRequest, wsdl: &str) -> HttpResponse {
+    let asks_wsdl = req
+        .query_string()
+        .split('&')
+        .any(|p| p.eq_ignore_ascii_case("wsdl") || p.to_ascii_lowercase().starts_with("wsdl="));
+    if asks_wsdl {
+        HttpResponse::Ok()
+            .content_type("text/xml; charset=utf-8")
+            .body(wsdl.to_string())
+    } else {
+        HttpResponse::MethodNotAllowed()
+            .insert_header(("Allow", "POST"))
+            .body("POST a SOAP envelope, or GET ?wsdl")
+    }
 }
 
 /// The `index`-th inline document of a stored GoSign payload.
 pub fn document(surface: &str, body: &[u8], index: usize) -> Option<(Option<String>, Vec<u8>)> {
     match surface {
         rest::SURFACE => model::json_document(body, index),
+        soap::SURFACE => soap::xml_document(body, index),
         _ => None,
     }
 }

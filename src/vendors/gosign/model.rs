@@ -184,14 +184,14 @@ fn rejected(note: Option<&str>) -> Outcome {
 }
 
 /// Decoded size of a base64 text, without decoding it.
-fn decoded_len(b64: &str) -> u64 {
+pub(crate) fn decoded_len(b64: &str) -> u64 {
     let t = b64.trim_end();
     let pad = t.bytes().rev().take_while(|&b| b == b'=').count();
     ((t.len() / 4) * 3 + (t.len() % 4).saturating_sub(1)).saturating_sub(pad) as u64
 }
 
 /// Is `id` usable as a transaction id (printable, bounded)?
-fn check_envelope_id(id: &str) -> Result<(), Rejection> {
+pub(crate) fn check_envelope_id(id: &str) -> Result<(), Rejection> {
     if crate::registry::valid_transaction_id(id) {
         Ok(())
     } else {

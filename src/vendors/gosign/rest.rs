@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::model;
 use super::GosignRest;
-use crate::event::{NewEvent, Vendor};
+use crate::event::{dedup_key, NewEvent, Vendor};
 use crate::store::RawPayload;
 use crate::vendors::body::BodyError;
 
@@ -61,15 +61,58 @@ pub async fn status(req: HttpRequest, gs: web::Data<GosignRest>) -> HttpResponse
     if let Err(f) = gs.auth.check(&req) {
         return unauthorized(&gs, f);
     }
-    if gs.intake.health.store_ok() {
+    // Report only the services that are down; without `services` all count as available.
+    let mut services = serde_json::Map::new();
+    if !gs.intake.health.store_ok() {
+        // Notifications cannot be recorded now.
+        services.insert(
+            "workNotification".into(),
+            serde_json::json!({"online": true, "available": false}),
+        );
+    }
+    if !gs.workability.backend_ok() {
+        // The workability policy's backend (ZRC, case application) failed its last call.
+        services.insert(
+            "getStatus".into(),
+            serde_json::json!({"online": true, "available": false}),
+        );
+    }
+    if services.is_empty() {
         HttpResponse::Ok().json(serde_json::json!({"online": true}))
     } else {
-        // Notifications cannot be recorded: tell GoSign that service is unavailable for now.
-        HttpResponse::Ok().json(serde_json::json!({
-            "online": true,
-            "services": {"workNotification": {"online": true, "available": false}}
-        }))
+        HttpResponse::Ok().json(serde_json::json!({"online": true, "services": services}))
     }
+}
+
+/// `GET {base}/envelopes/{enveExtId}/managers/{userExtId}/status` (ch. 8.4).
+pub async fn workability(
+    req: HttpRequest,
+    path: web::Path<(String, String)>,
+    gs: web::Data<GosignRest>,
+) -> HttpResponse {
+    if let Err(f) = gs.auth.check(&req) {
+        return unauthorized(&gs, f);
+    }
+    let (envelope, user) = path.into_inner();
+    HttpResponse::Ok().json(gs.workability.check(&envelope, &user, None).await)
+}
+
+/// `GET {base}/envelopes/{enveExtId}/managers/{userExtId}/for/{originalUserExtId}/status`:
+/// the same check while `userExtId` substitutes `originalUserExtId`.
+pub async fn workability_substitute(
+    req: HttpRequest,
+    path: web::Path<(String, String, String)>,
+    gs: web::Data<GosignRest>,
+) -> HttpResponse {
+    if let Err(f) = gs.auth.check(&req) {
+        return unauthorized(&gs, f);
+    }
+    let (envelope, user, original) = path.into_inner();
+    HttpResponse::Ok().json(
+        gs.workability
+            .check(&envelope, &user, Some(&original))
+            .await,
+    )
 }
 
 /// `POST {base}/envelopes/{enveExtId}/notify`: parse, authenticate, normalize, record.
@@ -115,9 +158,10 @@ pub async fn notify(
         Ok(n) => n,
         Err(rejection) => {
             let reason = rejection.to_string();
+            let key = dedup_key(&[SURFACE.as_bytes(), envelope.as_bytes(), &raw.bytes]);
             return match gs
                 .intake
-                .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw)
+                .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw, key)
                 .await
             {
                 Ok(_) => discard(reason),
