@@ -204,7 +204,7 @@ pub struct WorkabilityConfig {
     pub timeout_ms: u64,
     /// The answer when a remote check fails or times out.
     pub on_error: OnError,
-    /// Decisions are cached this many seconds (0: off).
+    /// Decisions of remote policies are cached this many seconds (0: off).
     pub cache_secs: u64,
     /// `forward`: base URL of the case application's workability service; signrelay calls
     /// `{forward_url}/envelopes/{e}/managers/{u}[/for/{o}]/status`.

@@ -42,6 +42,58 @@ impl Demo {
         Ok(r.status().as_u16())
     }
 
+    /// Posts a SOAP envelope; answers `success=…` or the fault.
+    async fn soap(&self, body: String) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(format!("{}/gosign/soap", self.base))
+            .basic_auth(GOSIGN_USER, Some(GOSIGN_PASSWORD))
+            .header("Content-Type", "text/xml; charset=utf-8")
+            .header("SOAPAction", "\"\"")
+            .body(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let text = r.text().await?;
+        let tag = |t: &str| {
+            text.split(&format!("<{t}>"))
+                .nth(1)
+                .and_then(|rest| rest.split(&format!("</{t}>")).next())
+                .unwrap_or("")
+                .to_string()
+        };
+        Ok(if text.contains("Fault") {
+            format!("{status} fault: {}", tag("faultstring"))
+        } else if text.contains("workNotificationResponse") {
+            format!("{status} success={}", tag("success"))
+        } else {
+            format!(
+                "{status} userAllowedToWork={} {}",
+                tag("userAllowedToWork"),
+                tag("userReason")
+            )
+        })
+    }
+
+    async fn workable(&self, envelope: &str) -> anyhow::Result<String> {
+        let v: Value = self
+            .http
+            .get(format!(
+                "{}/gosign/rest/envelopes/{envelope}/managers/jjansen/status",
+                self.base
+            ))
+            .basic_auth(GOSIGN_USER, Some(GOSIGN_PASSWORD))
+            .send()
+            .await?
+            .json()
+            .await?;
+        Ok(format!(
+            "workable={} {}",
+            v["workable"],
+            v["reason"].as_str().unwrap_or("")
+        ))
+    }
+
     async fn notify(&self, envelope: &str, body: &str) -> anyhow::Result<String> {
         let r = self
             .http
@@ -76,6 +128,38 @@ fn work(envelope: &str, kind: &str, note: Option<&str>, with_document: bool) -> 
     v.to_string()
 }
 
+/// A SOAP 1.1 workNotification (ch. 7.1).
+fn soap_work(envelope: &str, kind: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
+  <soapenv:Body>
+    <wk:workNotification>
+      <envelopeExternalId>{envelope}</envelopeExternalId>
+      <notificationType>{kind}</notificationType>
+      <liveStatus>
+        <stepEvent>
+          <mgrName>Jan</mgrName><mgrSurname>Jansen</mgrSurname><status>WKD</status>
+          <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
+          <stepNumber>1</stepNumber>
+        </stepEvent>
+      </liveStatus>
+    </wk:workNotification>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+fn soap_status(envelopes: &[&str]) -> String {
+    let list: String = envelopes
+        .iter()
+        .map(|e| format!("<envelopeExtIdList>{e}</envelopeExtIdList>"))
+        .collect();
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:getEnvelopeExternalStatusRequest xmlns:ns2="http://www.infocert.it/smartsign/schema/wknotif"><userExtId>jjansen</userExtId>{list}</ns2:getEnvelopeExternalStatusRequest></soap:Body></soap:Envelope>"#
+    )
+}
+
 pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary store")?;
     let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
@@ -91,10 +175,14 @@ pub async fn run() -> anyhow::Result<()> {
         header: "X-Api-Key".into(),
         key: Secret::Inline(ADMIN_KEY.into()),
     };
-    cfg.gosign.rest.auth = Some(AuthConfig::Basic {
+    let gosign_auth = AuthConfig::Basic {
         username: GOSIGN_USER.into(),
         password: Secret::Inline(GOSIGN_PASSWORD.into()),
-    });
+    };
+    cfg.gosign.rest.auth = Some(gosign_auth.clone());
+    cfg.gosign.soap.enabled = true;
+    cfg.gosign.soap.auth = Some(gosign_auth);
+    cfg.gosign.workability.policy = crate::config::WorkabilityPolicy::Registry;
     cfg.validate()?;
     crate::telemetry::init_logging(&cfg.log);
 
@@ -116,6 +204,7 @@ pub async fn run() -> anyhow::Result<()> {
         ("ENV-1001", "Z-1"),
         ("ENV-1002", "Z-2"),
         ("ENV-1003", "Z-3"),
+        ("ENV-2001", "Z-5"),
     ] {
         println!(
             "  PUT  /api/v1/transactions/gosign/{tx} -> {}",
@@ -138,6 +227,45 @@ pub async fn run() -> anyhow::Result<()> {
         let answer = d.notify(env, body).await?;
         println!("  POST /gosign/rest/envelopes/{env}/notify  {what:<46} -> {answer}");
     }
+
+    println!("\nGoSign calls back (SOAP, ch. 7):");
+    println!(
+        "  POST /gosign/soap  workNotification ENV-2001 SIGN_PROCESS_ENDED          -> {}",
+        d.soap(soap_work("ENV-2001", "SIGN_PROCESS_ENDED")).await?
+    );
+    println!(
+        "  POST /gosign/soap  workNotification ENV-1001 SIGN_PROCESS_ENDED (also REST) -> {}",
+        d.soap(soap_work("ENV-1001", "SIGN_PROCESS_ENDED")).await?
+    );
+    println!(
+        "  POST /gosign/soap  workNotification ENV-2002 NEW_TYPE (unknown)          -> {}",
+        d.soap(soap_work("ENV-2002", "NEW_TYPE")).await?
+    );
+
+    println!("\nGoSign asks whether envelopes are still workable (policy: registry):");
+    println!(
+        "  GET  /gosign/rest/envelopes/ENV-1003/managers/jjansen/status -> {}",
+        d.workable("ENV-1003").await?
+    );
+    d.register("ENV-3001", "Z-6").await?;
+    println!(
+        "  GET  /gosign/rest/envelopes/ENV-3001/managers/jjansen/status -> {}",
+        d.workable("ENV-3001").await?
+    );
+    let withdrawn = d
+        .http
+        .delete(format!("{base}/api/v1/transactions/gosign/ENV-3001"))
+        .header("X-Api-Key", ADMIN_KEY)
+        .send()
+        .await?
+        .status();
+    anyhow::ensure!(withdrawn.as_u16() == 204, "withdrawal answered {withdrawn}");
+    println!("  (case application withdraws ENV-3001)");
+    println!(
+        "  POST /gosign/soap  getEnvelopeExternalStatus ENV-3001 -> {}",
+        d.soap(soap_status(&["ENV-3001"])).await?
+    );
+
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("\nLate registration releases the parked callback:");
     println!(
@@ -145,7 +273,7 @@ pub async fn run() -> anyhow::Result<()> {
         d.register("ENV-1004", "Z-4").await?
     );
 
-    let expected = 4;
+    let expected = 5;
     println!("\nNRC stand-in receives:");
     let got = nrc.wait_for(expected, Duration::from_secs(20)).await;
     println!(

@@ -122,7 +122,13 @@ impl Workability {
             user.to_string(),
             original.map(str::to_string),
         );
-        let ttl = Duration::from_secs(self.cfg.cache_secs);
+        // Local policies answer from the store at once; only remote ones are worth caching
+        // (and caching a local answer would hide a withdrawal for the TTL).
+        let ttl = if self.cfg.policy.is_remote() {
+            Duration::from_secs(self.cfg.cache_secs)
+        } else {
+            Duration::ZERO
+        };
         if !ttl.is_zero() {
             let cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((at, v)) = cache.get(&key) {
