@@ -48,17 +48,17 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminApi>) {
     );
 }
 
-fn authenticate(api: &AdminApi, req: &HttpRequest) -> Result<(), ApiError> {
-    api.auth.check(req).map(|_| ()).map_err(|f| {
-        api.metrics
-            .auth_failures
-            .with_label_values(&["admin", f.code()])
-            .inc();
-        ApiError::unauthorized(
-            Problem::new(StatusCode::UNAUTHORIZED, f.code(), "Unauthorized").detail(f.detail()),
-            api.auth.challenge(),
-        )
-    })
+async fn authenticate(api: &AdminApi, req: &HttpRequest) -> Result<(), ApiError> {
+    api.auth
+        .authenticate(req, "admin", &api.metrics)
+        .await
+        .map(|_| ())
+        .map_err(|f| {
+            ApiError::unauthorized(
+                Problem::new(StatusCode::UNAUTHORIZED, f.code(), "Unauthorized").detail(f.detail()),
+                api.auth.challenge(f),
+            )
+        })
 }
 
 fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), ApiError> {
@@ -102,7 +102,7 @@ async fn register(
     body: web::Bytes,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
     let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(|e| {
         Problem::new(
@@ -156,7 +156,7 @@ async fn registration(
     path: web::Path<(String, String)>,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
     let reg = api
         .store
@@ -171,7 +171,7 @@ async fn unregister(
     path: web::Path<(String, String)>,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
     if api
         .store
@@ -200,7 +200,7 @@ async fn events(
     params: web::Query<EventsParams>,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let p = params.into_inner();
     let vendor = match p.vendor.as_deref() {
         Some(v) => Some(Vendor::parse(v).ok_or_else(|| {
@@ -227,14 +227,14 @@ async fn events(
 }
 
 async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let e = load_event(&api, parse_id(&path)?)?;
     Ok(HttpResponse::Ok().json(e))
 }
 
 /// The raw payload of an event or a quarantined callback (same archive).
 async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let id = parse_id(&path)?;
     let archive_id = match api.store.event(id).map_err(ApiError::store)? {
         Some(e) => e.archive_id,
@@ -263,7 +263,7 @@ async fn document(
     path: web::Path<(String, usize)>,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let (id, index) = (parse_id(&path.0)?, path.1);
     let e = load_event(&api, id)?;
     let doc_id = e
@@ -307,13 +307,13 @@ fn header_safe(s: &str) -> String {
 }
 
 async fn dead_letters(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let list = api.store.dead_letters().map_err(ApiError::store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": list })))
 }
 
 async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let id = parse_id(&path)?;
     match api.store.replay(id).await {
         Ok(()) => {
@@ -328,7 +328,7 @@ async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminA
 }
 
 async fn quarantine(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
-    authenticate(&api, &req)?;
+    authenticate(&api, &req).await?;
     let list = api.store.quarantined().map_err(ApiError::store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "quarantine": list })))
 }

@@ -124,7 +124,7 @@ impl Application {
         let workability = Arc::new(build_workability(&config, &dyn_store, &metrics)?);
         let gosign_rest = match (&config.gosign.rest.enabled, &config.gosign.rest.auth) {
             (true, Some(auth)) => Some(web::Data::new(GosignRest {
-                auth: auth.build()?,
+                auth: auth.build(Some(metrics.clone()))?,
                 body: BodyLimits::new(
                     config.gosign.rest.body_limit_mib * 1024 * 1024,
                     config.gosign.rest.large_bodies_in_flight,
@@ -138,7 +138,7 @@ impl Application {
         let soap_cfg = config.gosign.soap.clone();
         let gosign_soap = match (&soap_cfg.enabled, &soap_cfg.auth) {
             (true, Some(auth)) => Some(web::Data::new(GosignSoap {
-                auth: auth.build()?,
+                auth: auth.build(Some(metrics.clone()))?,
                 body: BodyLimits::new(
                     soap_cfg.body_limit_mib * 1024 * 1024,
                     soap_cfg.large_bodies_in_flight,
@@ -156,7 +156,7 @@ impl Application {
         };
         let gosign_base = config.gosign.rest.base_path.clone();
         let admin = web::Data::new(AdminApi {
-            auth: config.admin.auth.build()?,
+            auth: config.admin.auth.build(Some(metrics.clone()))?,
             store: dyn_store.clone(),
             metrics: metrics.clone(),
             relay_wake: wake.clone(),
@@ -167,6 +167,16 @@ impl Application {
             health: health.clone(),
             metrics: metrics.clone(),
         });
+
+        // Identity provider keys, refreshed in the background for every JWT surface.
+        let mut refreshes = admin.auth.refresh_tasks();
+        if let Some(gs) = &gosign_rest {
+            refreshes.extend(gs.auth.refresh_tasks());
+        }
+        if let Some(gs) = &gosign_soap {
+            refreshes.extend(gs.auth.refresh_tasks());
+        }
+        tasks.extend(refreshes.into_iter().map(tokio::spawn));
 
         let listener = TcpListener::bind(config.server.listen)?;
         let port = listener.local_addr()?.port();

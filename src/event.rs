@@ -80,8 +80,14 @@ pub struct DocumentRef {
 pub struct Caller {
     /// `none`, `basic`, `api-key`, `jwt`.
     pub method: String,
-    /// Basic user name, api-key header name or JWT subject/app; never a secret.
+    /// Basic user name, api-key header name or JWT calling app (or subject); never a secret.
     pub principal: Option<String>,
+    /// JWT: the verified issuer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// JWT: the verified tenant (`tid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<String>,
 }
 
 /// Where an event is in its journey to the NRC.

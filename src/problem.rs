@@ -52,11 +52,11 @@ impl Problem {
 pub struct ApiError {
     problem: Box<Problem>,
     /// `WWW-Authenticate` challenge for a 401.
-    challenge: Option<&'static str>,
+    challenge: Option<String>,
 }
 
 impl ApiError {
-    pub fn unauthorized(problem: Problem, challenge: Option<&'static str>) -> ApiError {
+    pub fn unauthorized(problem: Problem, challenge: Option<String>) -> ApiError {
         ApiError {
             problem: Box::new(problem),
             challenge,
@@ -107,8 +107,8 @@ impl actix_web::ResponseError for ApiError {
 
     fn error_response(&self) -> HttpResponse {
         let mut r = HttpResponse::build(self.status_code());
-        if let Some(c) = self.challenge {
-            r.insert_header((actix_web::http::header::WWW_AUTHENTICATE, c));
+        if let Some(c) = &self.challenge {
+            r.insert_header((actix_web::http::header::WWW_AUTHENTICATE, c.as_str()));
         }
         r.content_type("application/problem+json")
             .json(&*self.problem)

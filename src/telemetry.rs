@@ -52,6 +52,8 @@ pub struct Metrics {
     pub quarantine: IntGauge,
     pub kanaal_ready: IntGauge,
     pub workability: IntCounterVec,
+    pub auth_successes: IntCounterVec,
+    pub jwks_fetches: IntCounterVec,
 }
 
 impl Metrics {
@@ -133,6 +135,16 @@ impl Metrics {
                 "Callbacks that could not be processed",
             ),
             kanaal_ready: gauge("nrc_kanaal_ready", "1 once the kanaal is known to exist"),
+            auth_successes: counter(
+                "auth_successes_total",
+                "Authenticated callers by surface and method",
+                &["surface", "method"],
+            ),
+            jwks_fetches: counter(
+                "jwks_fetches_total",
+                "Identity provider key fetches by issuer and result (ok, error)",
+                &["issuer", "result"],
+            ),
             workability: counter(
                 "workability_decisions_total",
                 "GoSign workability decisions by policy and result (workable, not_workable, error)",

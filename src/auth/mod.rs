@@ -1,5 +1,10 @@
-//! Per-surface inbound authentication: `none` (explicit), HTTP Basic, or an api-key header.
-//! Secrets are resolved once at start and compared in constant time.
+//! Per-surface inbound authentication: `none` (explicit), HTTP Basic, an api-key header, or a
+//! bearer JWT from an external identity provider (`jwt.rs`). Secrets are resolved once at start
+//! and compared in constant time.
+
+pub mod jwt;
+
+use std::sync::Arc;
 
 use actix_web::http::header::{HeaderName, AUTHORIZATION};
 use actix_web::HttpRequest;
@@ -24,6 +29,10 @@ pub enum AuthConfig {
         /// Header that carries the key, e.g. `X-Api-Key`.
         header: String,
         key: Secret,
+    },
+    /// `Authorization: Bearer` JWTs from one or more identity providers.
+    Jwt {
+        providers: Vec<jwt::JwtProviderConfig>,
     },
 }
 
@@ -52,6 +61,15 @@ impl AuthConfig {
                 }
                 Ok(())
             }
+            AuthConfig::Jwt { providers } => {
+                if providers.is_empty() {
+                    return Err(format!("{name}.providers must list at least one provider"));
+                }
+                for (i, p) in providers.iter().enumerate() {
+                    p.validate(&format!("{name}.providers[{i}]"))?;
+                }
+                Ok(())
+            }
         }
     }
 
@@ -64,11 +82,18 @@ impl AuthConfig {
             AuthConfig::ApiKey { header, key } => {
                 serde_json::json!({"method": "api-key", "header": header, "key": key.redacted()})
             }
+            AuthConfig::Jwt { providers } => {
+                serde_json::json!({"method": "jwt", "providers": providers})
+            }
         }
     }
 
-    /// Resolves secrets into a checker. Call after `validate`.
-    pub fn build(&self) -> anyhow::Result<SurfaceAuth> {
+    /// Resolves secrets into a checker. Call after `validate`. JWT key caches start empty:
+    /// run `SurfaceAuth::refresh_tasks` to fill them.
+    pub fn build(
+        &self,
+        metrics: Option<Arc<crate::telemetry::Metrics>>,
+    ) -> anyhow::Result<SurfaceAuth> {
         Ok(match self {
             AuthConfig::None => SurfaceAuth::None,
             AuthConfig::Basic { username, password } => SurfaceAuth::Basic {
@@ -79,6 +104,9 @@ impl AuthConfig {
                 header: HeaderName::from_bytes(header.as_bytes())?,
                 key: key.resolve()?.into_bytes(),
             },
+            AuthConfig::Jwt { providers } => {
+                SurfaceAuth::Jwt(Arc::new(jwt::JwtAuth::new(providers, metrics)?))
+            }
         })
     }
 }
@@ -89,6 +117,7 @@ pub enum SurfaceAuth {
     None,
     Basic { username: String, password: Vec<u8> },
     ApiKey { header: HeaderName, key: Vec<u8> },
+    Jwt(Arc<jwt::JwtAuth>),
 }
 
 impl std::fmt::Debug for SurfaceAuth {
@@ -103,6 +132,8 @@ pub enum AuthFailure {
     Missing,
     Malformed,
     Invalid,
+    /// A bearer token failed one of the JWT checks.
+    Token(jwt::TokenFailure),
 }
 
 impl AuthFailure {
@@ -111,6 +142,7 @@ impl AuthFailure {
             AuthFailure::Missing => "credentials_missing",
             AuthFailure::Malformed => "credentials_malformed",
             AuthFailure::Invalid => "credentials_invalid",
+            AuthFailure::Token(t) => t.code(),
         }
     }
 
@@ -119,6 +151,7 @@ impl AuthFailure {
             AuthFailure::Missing => "no credentials were presented",
             AuthFailure::Malformed => "the credentials could not be parsed",
             AuthFailure::Invalid => "the credentials are not valid",
+            AuthFailure::Token(t) => t.detail(),
         }
     }
 }
@@ -129,30 +162,101 @@ impl SurfaceAuth {
             SurfaceAuth::None => "none",
             SurfaceAuth::Basic { .. } => "basic",
             SurfaceAuth::ApiKey { .. } => "api-key",
+            SurfaceAuth::Jwt(_) => "jwt",
         }
     }
 
-    /// The `WWW-Authenticate` challenge for a 401, if the method has one.
-    pub fn challenge(&self) -> Option<&'static str> {
+    /// The `WWW-Authenticate` challenge for a 401 (RFC 6750 error codes for bearer tokens).
+    pub fn challenge(&self, failure: AuthFailure) -> Option<String> {
         match self {
-            SurfaceAuth::Basic { .. } => Some("Basic realm=\"signrelay\", charset=\"UTF-8\""),
-            SurfaceAuth::ApiKey { .. } => Some("ApiKey realm=\"signrelay\""),
+            SurfaceAuth::Basic { .. } => {
+                Some("Basic realm=\"signrelay\", charset=\"UTF-8\"".into())
+            }
+            SurfaceAuth::ApiKey { .. } => Some("ApiKey realm=\"signrelay\"".into()),
+            SurfaceAuth::Jwt(_) => Some(match failure {
+                AuthFailure::Token(jwt::TokenFailure::Missing) | AuthFailure::Missing => {
+                    "Bearer realm=\"signrelay\"".into()
+                }
+                f => format!(
+                    "Bearer realm=\"signrelay\", error=\"invalid_token\", error_description=\"{}\"",
+                    f.detail()
+                ),
+            }),
             SurfaceAuth::None => None,
         }
     }
 
-    pub fn check(&self, req: &HttpRequest) -> Result<Caller, AuthFailure> {
+    /// Background key refreshes for JWT providers (none for other methods).
+    pub fn refresh_tasks(
+        &self,
+    ) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
+        match self {
+            SurfaceAuth::Jwt(j) => j
+                .providers
+                .iter()
+                .map(|p| Box::pin(p.clone().refresh_loop()) as _)
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// `check`, counted in the metrics by surface and result. Every surface calls this.
+    pub async fn authenticate(
+        &self,
+        req: &HttpRequest,
+        surface: &'static str,
+        metrics: &crate::telemetry::Metrics,
+    ) -> Result<Caller, AuthFailure> {
+        let result = self.check(req).await;
+        match &result {
+            Ok(_) => metrics
+                .auth_successes
+                .with_label_values(&[surface, self.method()])
+                .inc(),
+            Err(f) => {
+                metrics
+                    .auth_failures
+                    .with_label_values(&[surface, f.code()])
+                    .inc();
+                tracing::warn!(
+                    surface,
+                    method = self.method(),
+                    reason = f.code(),
+                    "caller refused"
+                );
+            }
+        }
+        result
+    }
+
+    pub async fn check(&self, req: &HttpRequest) -> Result<Caller, AuthFailure> {
         match self {
             SurfaceAuth::None => Ok(Caller {
                 method: "none".into(),
-                principal: None,
+                ..Caller::default()
             }),
+            SurfaceAuth::Jwt(j) => {
+                let value = match req.headers().get(AUTHORIZATION) {
+                    None => return Err(AuthFailure::Token(jwt::TokenFailure::Missing)),
+                    Some(v) => v
+                        .to_str()
+                        .map_err(|_| AuthFailure::Token(jwt::TokenFailure::Malformed))?,
+                };
+                let (scheme, token) = value
+                    .split_once(' ')
+                    .ok_or(AuthFailure::Token(jwt::TokenFailure::Malformed))?;
+                if !scheme.eq_ignore_ascii_case("bearer") {
+                    return Err(AuthFailure::Token(jwt::TokenFailure::Missing));
+                }
+                j.verify(token.trim()).await.map_err(AuthFailure::Token)
+            }
             SurfaceAuth::ApiKey { header, key } => {
                 let presented = req.headers().get(header).ok_or(AuthFailure::Missing)?;
                 if bool::from(presented.as_bytes().ct_eq(key)) {
                     Ok(Caller {
                         method: "api-key".into(),
                         principal: Some(header.as_str().to_string()),
+                        ..Caller::default()
                     })
                 } else {
                     Err(AuthFailure::Invalid)
@@ -183,6 +287,7 @@ impl SurfaceAuth {
                     Ok(Caller {
                         method: "basic".into(),
                         principal: Some(username.clone()),
+                        ..Caller::default()
                     })
                 } else {
                     Err(AuthFailure::Invalid)
@@ -211,13 +316,13 @@ mod tests {
         )
     }
 
-    #[test]
-    fn basic_accepts_only_the_exact_pair() {
+    #[actix_web::test]
+    async fn basic_accepts_only_the_exact_pair() {
         let ok = TestRequest::default()
             .insert_header((AUTHORIZATION, header("gosign", "s3cret")))
             .to_http_request();
         assert_eq!(
-            basic().check(&ok).unwrap().principal.as_deref(),
+            basic().check(&ok).await.unwrap().principal.as_deref(),
             Some("gosign")
         );
         for (u, p) in [
@@ -228,18 +333,18 @@ mod tests {
             let r = TestRequest::default()
                 .insert_header((AUTHORIZATION, header(u, p)))
                 .to_http_request();
-            assert_eq!(basic().check(&r), Err(AuthFailure::Invalid));
+            assert_eq!(basic().check(&r).await, Err(AuthFailure::Invalid));
         }
         let none = TestRequest::default().to_http_request();
-        assert_eq!(basic().check(&none), Err(AuthFailure::Missing));
+        assert_eq!(basic().check(&none).await, Err(AuthFailure::Missing));
         let junk = TestRequest::default()
             .insert_header((AUTHORIZATION, "Basic %%%"))
             .to_http_request();
-        assert_eq!(basic().check(&junk), Err(AuthFailure::Malformed));
+        assert_eq!(basic().check(&junk).await, Err(AuthFailure::Malformed));
     }
 
-    #[test]
-    fn api_key_header_is_compared() {
+    #[actix_web::test]
+    async fn api_key_header_is_compared() {
         let auth = SurfaceAuth::ApiKey {
             header: HeaderName::from_static("x-api-key"),
             key: b"0123456789abcdef".to_vec(),
@@ -247,10 +352,10 @@ mod tests {
         let ok = TestRequest::default()
             .insert_header(("X-Api-Key", "0123456789abcdef"))
             .to_http_request();
-        assert!(auth.check(&ok).is_ok());
+        assert!(auth.check(&ok).await.is_ok());
         let bad = TestRequest::default()
             .insert_header(("X-Api-Key", "0123456789abcdeX"))
             .to_http_request();
-        assert_eq!(auth.check(&bad), Err(AuthFailure::Invalid));
+        assert_eq!(auth.check(&bad).await, Err(AuthFailure::Invalid));
     }
 }

@@ -56,7 +56,9 @@ pub async fn spawn_app() -> TestApp {
 /// Spawns with a fresh store and NRC stand-in (kanaal already present); `adjust` edits the
 /// config first.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true).await.unwrap();
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
+        .await
+        .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let store = dir.path().join("store");
     let mut cfg = test_config(&store, &nrc.url);

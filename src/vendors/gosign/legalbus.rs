@@ -96,7 +96,11 @@ pub async fn endpoint(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let version = soap::version_from_content_type(ct);
-    let caller = match gs.auth.check(&req) {
+    let caller = match gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         Ok(c) => c,
         Err(f) => return super::soap::auth_fault(&gs, version, f, SURFACE),
     };

@@ -44,13 +44,8 @@ fn unauthorized(gs: &GosignRest, failure: crate::auth::AuthFailure) -> HttpRespo
     gs.intake
         .metrics
         .callback(Vendor::Gosign.as_str(), SURFACE, "unauthorized");
-    gs.intake
-        .metrics
-        .auth_failures
-        .with_label_values(&[SURFACE, failure.code()])
-        .inc();
     let mut resp = HttpResponse::Unauthorized();
-    if let Some(c) = gs.auth.challenge() {
+    if let Some(c) = gs.auth.challenge(failure) {
         resp.insert_header((header::WWW_AUTHENTICATE, c));
     }
     resp.json(serde_json::json!({"error": failure.code(), "detail": failure.detail()}))
@@ -58,7 +53,11 @@ fn unauthorized(gs: &GosignRest, failure: crate::auth::AuthFailure) -> HttpRespo
 
 /// `GET {base}/status`: GoSign's availability ping.
 pub async fn status(req: HttpRequest, gs: web::Data<GosignRest>) -> HttpResponse {
-    if let Err(f) = gs.auth.check(&req) {
+    if let Err(f) = gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         return unauthorized(&gs, f);
     }
     // Report only the services that are down; without `services` all count as available.
@@ -90,7 +89,11 @@ pub async fn workability(
     path: web::Path<(String, String)>,
     gs: web::Data<GosignRest>,
 ) -> HttpResponse {
-    if let Err(f) = gs.auth.check(&req) {
+    if let Err(f) = gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         return unauthorized(&gs, f);
     }
     let (envelope, user) = path.into_inner();
@@ -104,7 +107,11 @@ pub async fn workability_substitute(
     path: web::Path<(String, String, String)>,
     gs: web::Data<GosignRest>,
 ) -> HttpResponse {
-    if let Err(f) = gs.auth.check(&req) {
+    if let Err(f) = gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         return unauthorized(&gs, f);
     }
     let (envelope, user, original) = path.into_inner();
@@ -122,7 +129,11 @@ pub async fn notify(
     payload: web::Payload,
     gs: web::Data<GosignRest>,
 ) -> HttpResponse {
-    let caller = match gs.auth.check(&req) {
+    let caller = match gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         Ok(c) => c,
         Err(f) => return unauthorized(&gs, f),
     };

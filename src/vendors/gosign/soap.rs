@@ -164,7 +164,11 @@ pub async fn endpoint(
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     let version = soap::version_from_content_type(ct);
-    let caller = match gs.auth.check(&req) {
+    let caller = match gs
+        .auth
+        .authenticate(&req, SURFACE, &gs.intake.metrics)
+        .await
+    {
         Ok(c) => c,
         Err(f) => return auth_fault(&gs, version, f, SURFACE),
     };
@@ -224,22 +228,18 @@ pub(super) fn auth_fault(
     gs.intake
         .metrics
         .callback(Vendor::Gosign.as_str(), surface, "unauthorized");
-    gs.intake
-        .metrics
-        .auth_failures
-        .with_label_values(&[surface, f.code()])
-        .inc();
     let mut resp = soap::fault(
         version,
         FaultCode::Client,
         &format!("authentication failed: {}", f.detail()),
         StatusCode::UNAUTHORIZED,
     );
-    if let Some(c) = gs.auth.challenge() {
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static(c),
-        );
+    if let Some(v) = gs
+        .auth
+        .challenge(f)
+        .and_then(|c| header::HeaderValue::from_str(&c).ok())
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
 }

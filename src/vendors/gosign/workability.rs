@@ -216,9 +216,9 @@ impl Workability {
     ) -> anyhow::Result<Verdict> {
         match self.cfg.policy {
             WorkabilityPolicy::Always => Ok(Verdict::workable()),
-            WorkabilityPolicy::Registry => self.from_registry(envelope).map(|(v, _)| v),
+            WorkabilityPolicy::Registry => self.registry_verdict(envelope).map(|(v, _)| v),
             WorkabilityPolicy::ZaakOpen => {
-                let (verdict, zaak) = self.from_registry(envelope)?;
+                let (verdict, zaak) = self.registry_verdict(envelope)?;
                 match zaak {
                     Some(url) if verdict.workable => self.zaak_open(&url).await,
                     _ => Ok(verdict),
@@ -229,7 +229,7 @@ impl Workability {
     }
 
     /// The registry's view, and the zaak URL when the envelope is registered and open.
-    fn from_registry(&self, envelope: &str) -> anyhow::Result<(Verdict, Option<String>)> {
+    fn registry_verdict(&self, envelope: &str) -> anyhow::Result<(Verdict, Option<String>)> {
         let state = self.store.transaction_state(Vendor::Gosign, envelope)?;
         if state.terminal.is_some() {
             return Ok((Verdict::not(REASON_FINISHED, self.cfg.action), None));
