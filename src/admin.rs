@@ -80,6 +80,39 @@ fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), ApiError
     Ok((v, id.to_string()))
 }
 
+/// A trigger message serde refused. Missing fields are named; other messages may quote input
+/// (personal data), so only their position is given.
+fn trigger_error(e: serde_json::Error) -> ApiError {
+    let msg = e.to_string();
+    let missing = msg
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next())
+        .filter(|_| e.classify() == serde_json::error::Category::Data);
+    let problem = Problem::new(
+        StatusCode::BAD_REQUEST,
+        "invalid-json",
+        "Invalid trigger message",
+    );
+    match missing {
+        Some(field) => problem
+            .detail(format!("field {field} is required"))
+            .invalid(vec![crate::registry::InvalidParam {
+                name: field.to_string(),
+                code: "required",
+                reason: format!("{field} ontbreekt"),
+            }])
+            .into(),
+        None => problem
+            .detail(format!(
+                "not a trigger message: {:?} error at line {} column {}",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+            .into(),
+    }
+}
+
 fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(s).map_err(|_| {
         Problem::new(StatusCode::BAD_REQUEST, "invalid-id", "Invalid id")
@@ -104,19 +137,7 @@ async fn register(
 ) -> ApiResult {
     authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
-    let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(|e| {
-        Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-json",
-            "Invalid trigger message",
-        )
-        .detail(format!(
-            "not a trigger message: {:?} error at line {} column {}",
-            e.classify(),
-            e.line(),
-            e.column()
-        ))
-    })?;
+    let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(trigger_error)?;
     trigger.validate().map_err(|params| {
         Problem::new(
             StatusCode::BAD_REQUEST,
@@ -195,13 +216,24 @@ struct EventsParams {
     limit: Option<usize>,
 }
 
-async fn events(
-    req: HttpRequest,
-    params: web::Query<EventsParams>,
-    api: web::Data<AdminApi>,
-) -> ApiResult {
+async fn events(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
     authenticate(&api, &req).await?;
-    let p = params.into_inner();
+    // Parsed after authentication, and refused as a problem.
+    let p = web::Query::<EventsParams>::from_query(req.query_string())
+        .map_err(|e| {
+            ApiError::from(
+                Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
+                    .detail(e.to_string()),
+            )
+        })?
+        .into_inner();
+    if p.limit.is_some_and(|l| l == 0 || l > 1000) {
+        return Err(
+            Problem::new(StatusCode::BAD_REQUEST, "invalid-query", "Invalid query")
+                .detail("limit must be between 1 and 1000")
+                .into(),
+        );
+    }
     let vendor = match p.vendor.as_deref() {
         Some(v) => Some(Vendor::parse(v).ok_or_else(|| {
             ApiError::from(Problem::new(

@@ -59,6 +59,15 @@ impl Archive {
         Ok(())
     }
 
+    /// Proves the archive directory takes durable writes (large payloads go there).
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let path = self.dir.join(".probe");
+        let mut f = File::create(&path)?;
+        f.write_all(b"probe")?;
+        f.sync_all()?;
+        Ok(())
+    }
+
     pub fn decode(&self, id: Uuid, v: &[u8]) -> Result<RawPayload, StoreError> {
         let corrupt = || StoreError::Corrupt(format!("payload {id}"));
         let kind = *v.first().ok_or_else(corrupt)?;

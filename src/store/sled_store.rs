@@ -550,6 +550,10 @@ impl Store for SledStore {
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
+        let archive = self.archive.clone();
+        tokio::task::spawn_blocking(move || archive.probe())
+            .await
+            .map_err(|_| StoreError::Closed)??;
         self.writer
             .write(|s| {
                 s.insert(keys::PROBE.to_vec(), keys::ms(Utc::now()).to_vec());

@@ -130,10 +130,9 @@ async fn invalid_trigger_messages_are_refused_as_problems() {
     assert_eq!(ct, PROBLEM_JSON);
     assert_eq!(v["status"], 400);
     assert_eq!(v["type"], "urn:signrelay:problem:invalid-json");
-    assert!(
-        v["detail"].as_str().is_some_and(|d| d.contains("line 1")),
-        "{v}"
-    );
+    // A missing field is named, so the case application knows what to send.
+    assert_eq!(v["invalidParams"][0]["name"], "zaak", "{v}");
+    assert_eq!(v["invalidParams"][0]["code"], "required", "{v}");
 
     let mut ftp = trigger("z");
     ftp["zaak"]["url"] = json!("ftp://zaken.example.nl/zaken/1");
@@ -570,4 +569,25 @@ async fn cli_without_an_id_or_all_explains_itself() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[tokio::test]
+async fn bad_event_queries_are_problems_and_only_after_authentication() {
+    let app = spawn_app().await;
+    for q in ["after=nope", "limit=abc", "limit=0", "limit=1001"] {
+        let r = app
+            .client
+            .get(app.url(&format!("/api/v1/events?{q}")))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            r.status().as_u16(),
+            401,
+            "{q}: unauthenticated callers learn nothing"
+        );
+        let (s, v) = app.admin_get(&format!("/api/v1/events?{q}")).await;
+        assert_eq!(s, 400, "{q}: {v}");
+        assert_eq!(v["type"], "urn:signrelay:problem:invalid-query", "{q}");
+    }
 }
