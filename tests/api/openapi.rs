@@ -699,3 +699,39 @@ async fn envelope_id_length_limit_is_the_documented_one() {
         )
     );
 }
+
+#[tokio::test]
+async fn workability_answers_conform_to_the_document() {
+    let doc = load();
+    let app = spawn_app_with(|c| {
+        c.gosign.workability.policy = signrelay::config::WorkabilityPolicy::Registry;
+        c.gosign.workability.unknown_envelopes_workable = false;
+    })
+    .await;
+    assert_eq!(
+        app.register("ENV-W1", "zaak-w").await.status().as_u16(),
+        201
+    );
+    for path in [
+        "/envelopes/{enveExtId}/managers/{userExtId}/status",
+        "/envelopes/{enveExtId}/managers/{userExtId}/for/{originalUserExtId}/status",
+    ] {
+        let op = operation(&doc, path, "get");
+        let schema = documented_response(&doc, op, 200, path)["content"]["application/json"]
+            ["schema"]
+            .clone();
+        for (envelope, workable) in [("ENV-W1", true), ("ENV-UNKNOWN", false)] {
+            let concrete_path = concrete(path, op).replace("ABCDE-123456-DEFR", envelope);
+            let r = app
+                .client
+                .get(app.url(&format!("{}{concrete_path}", base(&doc))))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status().as_u16(), 200, "{concrete_path}");
+            let v: Value = r.json().await.unwrap();
+            assert_conforms(&doc, &schema, &v, &concrete_path);
+            assert_eq!(v["workable"], workable, "{concrete_path}: {v}");
+        }
+    }
+}
