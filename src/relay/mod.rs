@@ -141,19 +141,27 @@ impl Relay {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = item.event_id;
-                    me.deliver(item).await;
+                    me.deliver(item, permit).await;
                     me.in_flight
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
                         .remove(&id);
-                    drop(permit);
                 });
             }
         }
         // Let deliveries in flight record their result; anything else stays in the outbox.
-        let all = self.settings.concurrency as u32;
-        let _ = tokio::time::timeout(Duration::from_secs(30), permits.acquire_many(all)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while self.in_flight_count() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
         tracing::info!("relay worker stopped");
+    }
+
+    fn in_flight_count(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
     }
 
     async fn expire_parked(&self) {
@@ -175,9 +183,12 @@ impl Relay {
         }
     }
 
-    async fn deliver(&self, item: OutboxItem) {
+    /// One delivery. The permit bounds requests at the NRC, so it is released as soon as the
+    /// NRC has answered; recording the result (a group commit) does not hold it.
+    async fn deliver(&self, item: OutboxItem, permit: tokio::sync::OwnedSemaphorePermit) {
         let id = item.event_id;
         let result = self.attempt(&item).await;
+        drop(permit);
         let label = match &result {
             DeliveryResult::Delivered { .. } => "delivered",
             DeliveryResult::Retry { .. } => "retry",
