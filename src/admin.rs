@@ -23,15 +23,14 @@ pub struct AdminApi {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub relay_wake: Arc<Notify>,
-    pub body_limit: usize,
+    /// Registry bodies are small; bounded like every other body.
+    pub body: crate::vendors::body::BodyLimits,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminApi>) {
-    let limit = state.body_limit;
     cfg.service(
         web::scope("/api/v1")
             .app_data(state)
-            .app_data(web::PayloadConfig::new(limit))
             .route("/transactions/{vendor}/{id}", web::put().to(register))
             .route("/transactions/{vendor}/{id}", web::get().to(registration))
             .route("/transactions/{vendor}/{id}", web::delete().to(unregister))
@@ -132,11 +131,23 @@ fn load_event(api: &AdminApi, id: Uuid) -> Result<SigningEvent, ApiError> {
 async fn register(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    body: web::Bytes,
+    payload: web::Payload,
     api: web::Data<AdminApi>,
 ) -> ApiResult {
     authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let body = api.body.read(&req, payload).await.map_err(|e| match e {
+        crate::vendors::body::BodyError::TooLarge { limit } => ApiError::from(
+            Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
+                .detail(format!("a trigger message is at most {} KiB", limit / 1024)),
+        ),
+        crate::vendors::body::BodyError::Incomplete => ApiError::from(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "incomplete-body",
+            "The body was not received completely",
+        )),
+    })?;
+    let body = body.bytes;
     let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(trigger_error)?;
     trigger.validate().map_err(|params| {
         Problem::new(

@@ -160,7 +160,11 @@ impl Application {
             store: dyn_store.clone(),
             metrics: metrics.clone(),
             relay_wake: wake.clone(),
-            body_limit: config.server.api_body_limit_kib * 1024,
+            body: BodyLimits::new(
+                config.server.api_body_limit_kib * 1024,
+                4,
+                client_timeout * 4,
+            ),
         });
         let ops = web::Data::new(Ops {
             store: dyn_store.clone(),

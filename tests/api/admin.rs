@@ -591,3 +591,27 @@ async fn bad_event_queries_are_problems_and_only_after_authentication() {
         assert_eq!(v["type"], "urn:signrelay:problem:invalid-query", "{q}");
     }
 }
+
+#[tokio::test]
+async fn oversized_trigger_messages_are_a_problem() {
+    let app = spawn_app().await;
+    let mut t = trigger("z");
+    t["naam"] = json!("x".repeat(200 * 1024));
+    let r = app
+        .client
+        .put(app.url("/api/v1/transactions/gosign/tx-big"))
+        .header("X-Api-Key", ADMIN_KEY)
+        .json(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        r.headers()["content-type"].to_str().unwrap(),
+        "application/problem+json"
+    );
+    let v: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(v["type"], "urn:signrelay:problem:too-large");
+    let (s, _) = app.admin_get("/api/v1/transactions/gosign/tx-big").await;
+    assert_eq!(s, 404, "nothing registered");
+}
