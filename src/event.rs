@@ -113,6 +113,19 @@ pub enum RelayState {
     },
 }
 
+impl RelayState {
+    /// The `state` tag as serialized, for filters, logs and metrics.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RelayState::Pending => "pending",
+            RelayState::Parked => "parked",
+            RelayState::Delivered { .. } => "delivered",
+            RelayState::DeadLettered { .. } => "dead_lettered",
+            RelayState::NotRelayed { .. } => "not_relayed",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum NotRelayed {
@@ -187,6 +200,28 @@ mod tests {
     fn dedup_key_separates_parts() {
         assert_ne!(dedup_key(&[b"ab", b"c"]), dedup_key(&[b"a", b"bc"]));
         assert_eq!(dedup_key(&[b"x"]), dedup_key(&[b"x"]));
+    }
+
+    #[test]
+    fn relay_label_is_the_serialized_state() {
+        let now = Utc::now();
+        for r in [
+            RelayState::Pending,
+            RelayState::Parked,
+            RelayState::Delivered {
+                at: now,
+                attempts: 1,
+            },
+            RelayState::DeadLettered {
+                at: now,
+                reason: "r".into(),
+            },
+            RelayState::NotRelayed {
+                why: NotRelayed::Progress,
+            },
+        ] {
+            assert_eq!(serde_json::to_value(&r).unwrap()["state"], r.label());
+        }
     }
 
     #[test]

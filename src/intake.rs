@@ -37,7 +37,7 @@ impl Intake {
                     vendor = %e.vendor,
                     transaction_id = %e.transaction_id,
                     outcome = e.outcome.label(),
-                    relay = ?relay_label(&e.relay),
+                    relay = e.relay.label(),
                     "callback recorded"
                 );
                 if e.relay == RelayState::Pending {
@@ -84,15 +84,5 @@ impl Intake {
             }
         }
         result
-    }
-}
-
-fn relay_label(r: &RelayState) -> &'static str {
-    match r {
-        RelayState::Pending => "pending",
-        RelayState::Parked => "parked",
-        RelayState::Delivered { .. } => "delivered",
-        RelayState::DeadLettered { .. } => "dead_lettered",
-        RelayState::NotRelayed { .. } => "not_relayed",
     }
 }

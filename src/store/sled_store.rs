@@ -586,16 +586,12 @@ impl Store for SledStore {
                 break;
             }
             let e: SigningEvent = parse("event", &v)?;
-            let state = serde_json::to_value(&e.relay)
-                .ok()
-                .and_then(|v| v["state"].as_str().map(str::to_string));
+            let state = e.relay.label();
             let keep = q.vendor.is_none_or(|v| v == e.vendor)
                 && q.transaction_id
                     .as_deref()
                     .is_none_or(|t| t == e.transaction_id)
-                && q.state
-                    .as_deref()
-                    .is_none_or(|s| state.as_deref() == Some(s));
+                && q.state.as_deref().is_none_or(|s| s == state);
             if keep {
                 out.push(e);
                 if out.len() >= limit {
