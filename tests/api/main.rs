@@ -6,5 +6,6 @@ mod helpers;
 mod admin;
 mod crash;
 mod gosign_rest;
+mod gosign_soap;
 mod openapi;
 mod relay;
