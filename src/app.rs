@@ -148,9 +148,16 @@ impl Application {
                 workability: workability.clone(),
                 notifications_wsdl: gosign::wsdl_for(
                     gosign::NOTIFICATIONS_WSDL,
+                    gosign::NOTIFICATIONS_ADDRESS,
                     &config.server.public_url,
+                    &soap_cfg.base_path,
                 ),
-                events_wsdl: gosign::wsdl_for(gosign::EVENTS_WSDL, &config.server.public_url),
+                events_wsdl: gosign::wsdl_for(
+                    gosign::EVENTS_WSDL,
+                    gosign::EVENTS_ADDRESS,
+                    &config.server.public_url,
+                    &soap_cfg.events_path,
+                ),
             })),
             _ => None,
         };

@@ -620,6 +620,7 @@ async fn notification_type_enum_is_what_the_server_accepts() {
         BTreeSet::from([
             "STEP_CLOSED",
             "SIGN_PROCESS_ENDED",
+            "SIGN_PROCESS_ENDED_WSUPPL",
             "VA_PROCESS_ENDED",
             "ENVELOPE_REJECTED",
             "PROCESS_CANCELLED",

@@ -39,12 +39,17 @@ pub struct GosignSoap {
 /// The WSDLs as shipped; their `soap:address` is rewritten to the configured public URL.
 pub const NOTIFICATIONS_WSDL: &str = include_str!("../../../wsdl/WorkNotificationsService.wsdl");
 pub const EVENTS_WSDL: &str = include_str!("../../../wsdl/EvelopeEventService.wsdl");
-/// The address written in the shipped WSDLs, replaced when served.
-pub const WSDL_ADDRESS_PLACEHOLDER: &str = "http://localhost:8080";
+/// The service addresses written in the shipped WSDLs, replaced when served.
+pub const NOTIFICATIONS_ADDRESS: &str = "http://localhost:8080/gosign/soap";
+pub const EVENTS_ADDRESS: &str = "http://localhost:8080/gosign/soap/events";
 
-/// A shipped WSDL with its address pointing at `public_url`.
-pub fn wsdl_for(template: &str, public_url: &str) -> String {
-    template.replace(WSDL_ADDRESS_PLACEHOLDER, public_url.trim_end_matches('/'))
+/// A shipped WSDL whose `address` (one of the two above) now names `public_url` + `path`.
+pub fn wsdl_for(template: &str, address: &str, public_url: &str, path: &str) -> String {
+    let location = |a: &str| format!("location=\"{a}\"");
+    template.replace(
+        &location(address),
+        &location(&format!("{}{path}", public_url.trim_end_matches('/'))),
+    )
 }
 
 /// Mounts the REST surface at `base_path`.
@@ -121,5 +126,30 @@ pub fn document(surface: &str, body: &[u8], index: usize) -> Option<(Option<Stri
         rest::SURFACE => model::json_document(body, index),
         soap::SURFACE => soap::xml_document(body, index),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn served_wsdls_name_the_configured_address() {
+        let w = wsdl_for(
+            NOTIFICATIONS_WSDL,
+            NOTIFICATIONS_ADDRESS,
+            "https://sr.example.nl/",
+            "/cb/soap",
+        );
+        assert!(w.contains(r#"location="https://sr.example.nl/cb/soap""#));
+        assert!(!w.contains("localhost:8080"));
+        let e = wsdl_for(
+            EVENTS_WSDL,
+            EVENTS_ADDRESS,
+            "https://sr.example.nl",
+            "/cb/events",
+        );
+        assert!(e.contains(r#"location="https://sr.example.nl/cb/events""#));
+        assert!(!e.contains("localhost:8080"));
     }
 }

@@ -270,7 +270,10 @@ pub fn work_notification_outcome(
     steps: &[impl StepStatus],
 ) -> Result<Outcome, Rejection> {
     Ok(match notification_type {
-        "SIGN_PROCESS_ENDED" | "VA_PROCESS_ENDED" => Outcome::Completed,
+        // ch. 7.1 also names SIGN_PROCESS_ENDED_WSUPPL among the successful endings.
+        "SIGN_PROCESS_ENDED" | "SIGN_PROCESS_ENDED_WSUPPL" | "VA_PROCESS_ENDED" => {
+            Outcome::Completed
+        }
         "ENVELOPE_REJECTED" => rejected(note),
         "PROCESS_CANCELLED" => Outcome::Aborted {
             reason: REASON_CANCELLED.into(),
@@ -395,6 +398,7 @@ mod tests {
         let cases = [
             ("SIGN_PROCESS_ENDED", Outcome::Completed),
             ("VA_PROCESS_ENDED", Outcome::Completed),
+            ("SIGN_PROCESS_ENDED_WSUPPL", Outcome::Completed),
             ("ENVELOPE_REJECTED", rejected(Some("te duur"))),
             (
                 "PROCESS_CANCELLED",
