@@ -287,6 +287,16 @@ pub fn fault(
     HttpResponse::build(status).content_type(ct).body(body)
 }
 
+/// A fault with the HTTP status SOAP prescribes: 500 for every SOAP 1.1 fault and for a 1.2
+/// Receiver fault, 400 for a 1.2 Sender fault.
+pub fn fault_for(version: SoapVersion, code: FaultCode, reason: &str) -> HttpResponse {
+    let status = match (version, code) {
+        (SoapVersion::V12, FaultCode::Client) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    fault(version, code, reason, status)
+}
+
 /// The SOAP version a request declares by content type, for answering before the body is
 /// parsed (e.g. an authentication fault).
 pub fn version_from_content_type(ct: Option<&str>) -> SoapVersion {

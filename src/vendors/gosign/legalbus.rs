@@ -2,15 +2,13 @@
 //! asynchronous operation. An `insertEnvelope` that failed means the signing transaction never
 //! started: that is an Aborted outcome. Success is recorded as progress.
 
-use actix_web::http::header;
-use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 
 use super::model::{self, Rejection};
+use super::soap::{receive, Received};
 use super::GosignSoap;
 use crate::event::{dedup_key, NewEvent, Outcome, Vendor};
 use crate::store::RawPayload;
-use crate::vendors::body::BodyError;
 use crate::vendors::soap::{self, Element, FaultCode, SoapVersion};
 
 pub const SURFACE: &str = "gosign.legalbus";
@@ -78,11 +76,7 @@ fn short(s: &str) -> String {
 }
 
 fn fault(version: SoapVersion, code: FaultCode, reason: &str) -> HttpResponse {
-    let status = match (version, code) {
-        (SoapVersion::V12, FaultCode::Client) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    soap::fault(version, code, reason, status)
+    soap::fault_for(version, code, reason)
 }
 
 /// `POST {events_path}`: the EvelopeEventService.
@@ -91,36 +85,14 @@ pub async fn endpoint(
     payload: web::Payload,
     gs: web::Data<GosignSoap>,
 ) -> HttpResponse {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let version = soap::version_from_content_type(ct);
-    let caller = match gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        Ok(c) => c,
-        Err(f) => return super::soap::auth_fault(&gs, version, f, SURFACE),
-    };
-    let body = match gs.body.read(&req, payload).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge { .. }) => {
-            return soap::fault(
-                version,
-                FaultCode::Server,
-                "body too large",
-                StatusCode::PAYLOAD_TOO_LARGE,
-            )
-        }
-        Err(BodyError::Incomplete) => {
-            return fault(
-                version,
-                FaultCode::Client,
-                "body was not received completely",
-            )
-        }
+    let Received {
+        version,
+        caller,
+        body,
+        content_type,
+    } = match receive(&req, payload, &gs, SURFACE).await {
+        Ok(r) => r,
+        Err(fault) => return fault,
     };
     let parsed = match soap::parse(&body.bytes) {
         Ok(p) => p,
@@ -131,7 +103,7 @@ pub async fn endpoint(
         return fault(version, FaultCode::Client, "unknown operation");
     }
     let raw = RawPayload {
-        content_type: ct.unwrap_or("text/xml").to_string(),
+        content_type,
         bytes: body.bytes.clone(),
     };
     let done = match parse(&parsed.operation) {

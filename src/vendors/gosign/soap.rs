@@ -11,9 +11,10 @@ use yaserde::YaSerialize;
 use super::model::{self, Notification, Rejection, StepStatus};
 use super::workability::{combine, Workability};
 use super::GosignSoap;
+use crate::event::Caller;
 use crate::event::{dedup_key, DocumentRef, NewEvent, Vendor};
 use crate::store::RawPayload;
-use crate::vendors::body::BodyError;
+use crate::vendors::body::{Body, BodyError};
 use crate::vendors::soap::{self, Element, FaultCode, SoapVersion};
 
 pub const SURFACE: &str = "gosign.soap";
@@ -159,40 +160,14 @@ pub async fn endpoint(
     payload: web::Payload,
     gs: web::Data<GosignSoap>,
 ) -> HttpResponse {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let version = soap::version_from_content_type(ct);
-    let caller = match gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        Ok(c) => c,
-        Err(f) => return auth_fault(&gs, version, f, SURFACE),
-    };
-    let body = match gs.body.read(&req, payload).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge { limit }) => {
-            gs.intake
-                .metrics
-                .callback(Vendor::Gosign.as_str(), SURFACE, "too_large");
-            return soap::fault(
-                version,
-                FaultCode::Server,
-                &format!("body exceeds the limit of {} MiB", limit / (1024 * 1024)),
-                StatusCode::PAYLOAD_TOO_LARGE,
-            );
-        }
-        Err(BodyError::Incomplete) => {
-            return soap::fault(
-                version,
-                FaultCode::Client,
-                "body was not received completely",
-                StatusCode::BAD_REQUEST,
-            )
-        }
+    let Received {
+        version,
+        caller,
+        body,
+        content_type,
+    } = match receive(&req, payload, &gs, SURFACE).await {
+        Ok(r) => r,
+        Err(fault) => return fault,
     };
     let parsed = match soap::parse(&body.bytes) {
         Ok(p) => p,
@@ -206,7 +181,7 @@ pub async fn endpoint(
     match op.name.as_str() {
         "workNotification" | "workNotificationRequest" => {
             let raw = RawPayload {
-                content_type: ct.unwrap_or("text/xml").to_string(),
+                content_type,
                 bytes: body.bytes.clone(),
             };
             work_notification(&gs, version, op, raw, caller).await
@@ -216,6 +191,59 @@ pub async fn endpoint(
         }
         _ => client_fault(version, "unknown operation"),
     }
+}
+
+/// A SOAP request that passed authentication and was read within bounds.
+pub(super) struct Received {
+    /// As the content type declares; the parsed envelope has the final word.
+    pub version: SoapVersion,
+    pub caller: Caller,
+    pub body: Body,
+    pub content_type: String,
+}
+
+/// Authenticates and reads a SOAP request for `surface`, or answers the fault that ends it.
+pub(super) async fn receive(
+    req: &HttpRequest,
+    payload: web::Payload,
+    gs: &GosignSoap,
+    surface: &'static str,
+) -> Result<Received, HttpResponse> {
+    let ct = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    let version = soap::version_from_content_type(ct);
+    let content_type = ct.unwrap_or("text/xml").to_string();
+    let caller = gs
+        .auth
+        .authenticate(req, surface, &gs.intake.metrics)
+        .await
+        .map_err(|f| auth_fault(gs, version, f, surface))?;
+    let body = match gs.body.read(req, payload).await {
+        Ok(b) => b,
+        Err(BodyError::TooLarge { limit }) => {
+            gs.intake
+                .metrics
+                .callback(Vendor::Gosign.as_str(), surface, "too_large");
+            // Not a success: GoSign retries, so nothing is lost while the limit is raised.
+            return Err(soap::fault(
+                version,
+                FaultCode::Server,
+                &format!("body exceeds the limit of {} MiB", limit / (1024 * 1024)),
+                StatusCode::PAYLOAD_TOO_LARGE,
+            ));
+        }
+        Err(BodyError::Incomplete) => {
+            return Err(client_fault(version, "body was not received completely"))
+        }
+    };
+    Ok(Received {
+        version,
+        caller,
+        body,
+        content_type,
+    })
 }
 
 /// A refused caller: a Client fault with HTTP 401 and the challenge.
@@ -244,13 +272,8 @@ pub(super) fn auth_fault(
     resp
 }
 
-fn client_fault(version: SoapVersion, reason: &str) -> HttpResponse {
-    // SOAP 1.1 answers every fault with 500; SOAP 1.2 a Sender fault with 400.
-    let status = match version {
-        SoapVersion::V11 => StatusCode::INTERNAL_SERVER_ERROR,
-        SoapVersion::V12 => StatusCode::BAD_REQUEST,
-    };
-    soap::fault(version, FaultCode::Client, reason, status)
+pub(super) fn client_fault(version: SoapVersion, reason: &str) -> HttpResponse {
+    soap::fault_for(version, FaultCode::Client, reason)
 }
 
 async fn work_notification(
