@@ -31,6 +31,12 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminApi>) {
     cfg.service(
         web::scope("/api/v1")
             .app_data(state)
+            // A path segment that does not parse (e.g. a document index of 2^64) is a problem
+            // like any other, not actix's plain-text echo of the input.
+            .app_data(
+                web::PathConfig::default()
+                    .error_handler(|_, _| ApiError::not_found("this route").into()),
+            )
             .route("/transactions/{vendor}/{id}", web::put().to(register))
             .route("/transactions/{vendor}/{id}", web::get().to(registration))
             .route("/transactions/{vendor}/{id}", web::delete().to(unregister))

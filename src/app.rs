@@ -210,7 +210,10 @@ impl Application {
         })
         .client_request_timeout(client_timeout)
         .client_disconnect_timeout(Duration::from_secs(5))
-        .keep_alive(Duration::from_secs(75))
+        // No keep-alive: actix times out the headers of a connection's first request only,
+        // so a kept-alive connection could trickle (or stall) its next request's headers
+        // forever. Each request on its own connection is always under the timeout.
+        .keep_alive(actix_web::http::KeepAlive::Disabled)
         .max_connections(10_000)
         .shutdown_timeout(config.server.shutdown_timeout_secs);
         if config.server.workers > 0 {
@@ -380,7 +383,9 @@ async fn request_span(
         })
         .map(str::to_string)
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let path = loggable_path(req.path());
+    let span =
+        tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
     let started = std::time::Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
@@ -398,4 +403,54 @@ async fn request_span(
         );
     }
     Ok(res)
+}
+
+/// A path as logged. GoSign's workability routes (`…/envelopes/{e}/managers/{user}/status`,
+/// `…/managers/{user}/for/{original}/status`) name users, who are people: their segments are
+/// masked. The route's end is fixed, whatever the configured base path.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    let mut segs: Vec<&str> = path.split('/').collect();
+    let n = segs.len();
+    let at = |i: usize, s: &str| n > i && segs[n - 1 - i] == s;
+    let users: &[usize] =
+        if at(0, "status") && at(2, "for") && at(4, "managers") && at(6, "envelopes") {
+            &[1, 3]
+        } else if at(0, "status") && at(2, "managers") && at(4, "envelopes") {
+            &[1]
+        } else {
+            return std::borrow::Cow::Borrowed(path);
+        };
+    for i in users {
+        segs[n - 1 - i] = "-";
+    }
+    std::borrow::Cow::Owned(segs.join("/"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::loggable_path;
+
+    #[test]
+    fn workability_paths_are_logged_without_users() {
+        assert_eq!(
+            loggable_path("/gosign/rest/envelopes/E-1/managers/jdoe%40x.nl/status"),
+            "/gosign/rest/envelopes/E-1/managers/-/status"
+        );
+        assert_eq!(
+            loggable_path("/cb/envelopes/E-1/managers/jdoe/for/asmith/status"),
+            "/cb/envelopes/E-1/managers/-/for/-/status"
+        );
+        assert_eq!(
+            loggable_path("/gosign/rest/envelopes/managers/managers/jdoe/status"),
+            "/gosign/rest/envelopes/managers/managers/-/status"
+        );
+        for p in [
+            "/gosign/rest/envelopes/E-1/notify",
+            "/api/v1/events",
+            "/status",
+            "",
+        ] {
+            assert_eq!(loggable_path(p), p);
+        }
+    }
 }

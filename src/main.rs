@@ -1,10 +1,11 @@
-//! signrelay's command line: serve, demo, check-config, and offline admin commands.
+//! signrelay's command line: serve, demo, check-config, jwt explain, and offline admin commands.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use signrelay::app::Application;
+use signrelay::auth::{AuthConfig, SurfaceAuth};
 use signrelay::config::Config;
 use signrelay::store::{EventQuery, SledStore, Store, StoreOptions};
 
@@ -29,10 +30,16 @@ enum Command {
     /// Run the whole job end to end on embedded defaults: a temporary store, an NRC stand-in
     /// and scripted vendor callbacks; prints what reached the NRC.
     Demo,
-    /// Validate the configuration and print it with secrets redacted.
+    /// Validate the configuration and print it with secrets redacted; resolve each JWT
+    /// identity provider and list the key ids it would trust.
     CheckConfig {
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
+    },
+    /// Bearer JWTs from identity providers.
+    Jwt {
+        #[command(subcommand)]
+        action: JwtAction,
     },
     /// Recorded events (reads the store of a stopped instance).
     Events {
@@ -56,6 +63,21 @@ enum Command {
     Quarantine {
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum JwtAction {
+    /// Print a token's header and claims (never its signature) and run every check of each
+    /// surface configured with `method = "jwt"`; exits non-zero when a surface rejects it.
+    Explain {
+        /// The token (a leading `Bearer ` is ignored); `-` reads it from stdin.
+        token: String,
+        #[arg(long, short, env = "SIGNRELAY_CONFIG")]
+        config: PathBuf,
+        /// Only this surface: admin, gosign.rest or gosign.soap.
+        #[arg(long)]
+        surface: Option<String>,
     },
 }
 
@@ -106,8 +128,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = Config::load(Some(&config))?;
             println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
             eprintln!("configuration is valid");
+            let unresolved = check_identity_providers(&cfg).await?;
+            if unresolved > 0 {
+                anyhow::bail!("{unresolved} identity provider(s) could not be resolved");
+            }
             Ok(())
         }
+        Command::Jwt {
+            action:
+                JwtAction::Explain {
+                    token,
+                    config,
+                    surface,
+                },
+        } => jwt_explain(&config, &token, surface.as_deref()).await,
         Command::Events {
             config,
             vendor,
@@ -168,6 +202,138 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
         },
     }
+}
+
+/// The surfaces (by their metrics name) whose callers authenticate with JWTs.
+fn jwt_surfaces(cfg: &Config) -> Vec<(&'static str, &AuthConfig)> {
+    let mut all = vec![("admin", &cfg.admin.auth)];
+    if let (true, Some(a)) = (cfg.gosign.rest.enabled, &cfg.gosign.rest.auth) {
+        all.push(("gosign.rest", a));
+    }
+    if let (true, Some(a)) = (cfg.gosign.soap.enabled, &cfg.gosign.soap.auth) {
+        all.push(("gosign.soap", a));
+    }
+    all.retain(|(_, a)| matches!(a, AuthConfig::Jwt { .. }));
+    all
+}
+
+/// A surface's JWT checker, with empty key caches.
+fn build_jwt(name: &str, auth: &AuthConfig) -> anyhow::Result<Arc<signrelay::auth::jwt::JwtAuth>> {
+    auth.validate(&format!("{name}.auth"))
+        .map_err(|e| anyhow::anyhow!(e))?;
+    match auth.build(None)? {
+        SurfaceAuth::Jwt(j) => Ok(j),
+        other => anyhow::bail!("{name} uses {}, not jwt", other.method()),
+    }
+}
+
+/// Fetches every provider's keys: per provider, the key ids it trusts or why it has none.
+async fn resolve_keys(jwt: &signrelay::auth::jwt::JwtAuth) -> Vec<Result<String, String>> {
+    let mut out = Vec::new();
+    for p in &jwt.providers {
+        out.push(match p.refresh().await {
+            Ok(_) => Ok(format!(
+                "{}: trusts key ids {}",
+                p.cfg.issuer,
+                p.key_ids().join(", ")
+            )),
+            Err(e) => Err(format!("{}: no keys: {e:#}", p.cfg.issuer)),
+        });
+    }
+    out
+}
+
+async fn check_identity_providers(cfg: &Config) -> anyhow::Result<usize> {
+    let mut failed = 0;
+    for (name, auth) in jwt_surfaces(cfg) {
+        eprintln!("{name}: jwt");
+        for line in resolve_keys(&*build_jwt(name, auth)?).await {
+            failed += usize::from(line.is_err());
+            eprintln!("  {}", line.unwrap_or_else(|e| e));
+        }
+    }
+    Ok(failed)
+}
+
+/// A token part (0: header, 1: claims) as pretty JSON, if it is base64url JSON.
+fn token_part(token: &str, i: usize) -> String {
+    use base64::Engine;
+    token
+        .split('.')
+        .nth(i)
+        .and_then(|p| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD
+                .decode(p.trim_end_matches('='))
+                .ok()
+        })
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| serde_json::to_string_pretty(&v).ok())
+        .unwrap_or_else(|| "(not decodable)".into())
+}
+
+async fn jwt_explain(
+    config: &std::path::Path,
+    token: &str,
+    only: Option<&str>,
+) -> anyhow::Result<()> {
+    // Only the JWT settings are needed: other secrets need not resolve on this machine.
+    let cfg = Config::load_unvalidated(Some(config))?;
+    let mut token = token.to_string();
+    if token == "-" {
+        token.clear();
+        std::io::Read::read_to_string(&mut std::io::stdin(), &mut token)?;
+    }
+    let token = token.trim();
+    let token = token
+        .strip_prefix("Bearer ")
+        .or_else(|| token.strip_prefix("bearer "))
+        .unwrap_or(token)
+        .trim();
+    let surfaces: Vec<_> = jwt_surfaces(&cfg)
+        .into_iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == *name))
+        .collect();
+    if surfaces.is_empty() {
+        anyhow::bail!(
+            "no surface{} is configured with method = \"jwt\"",
+            only.map(|o| format!(" named {o}")).unwrap_or_default()
+        );
+    }
+    println!("header:\n{}", token_part(token, 0));
+    println!("claims:\n{}", token_part(token, 1));
+    let mut rejected = Vec::new();
+    for (name, auth) in surfaces {
+        let jwt = build_jwt(name, auth)?;
+        println!("\n{name}:");
+        for line in resolve_keys(&jwt).await {
+            println!("  keys of {}", line.unwrap_or_else(|e| e));
+        }
+        let (steps, result) = jwt.explain(token).await;
+        for s in &steps {
+            let mark = if s.ok { '✓' } else { '✗' };
+            println!("  {mark} {:<9} {}", s.check, s.detail);
+        }
+        match result {
+            Ok(v) => println!(
+                "  accepted: issuer {}, app {}, tenant {}",
+                v.issuer,
+                v.app.as_deref().unwrap_or("-"),
+                v.tenant.as_deref().unwrap_or("-")
+            ),
+            Err(f) => {
+                if steps.iter().all(|s| s.ok) {
+                    // A failure outside the listed checks (e.g. undecodable claims).
+                    println!("  ✗ {:<9} {}", "token", f.detail());
+                }
+                println!("  rejected: {}", f.code());
+                rejected.push(format!("{name} ({})", f.code()));
+            }
+        }
+    }
+    if !rejected.is_empty() {
+        anyhow::bail!("token rejected by {}", rejected.join(", "));
+    }
+    Ok(())
 }
 
 /// Opens the store of a stopped instance; a running one holds its lock.

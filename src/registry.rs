@@ -162,13 +162,14 @@ fn is_http_url(s: &str) -> bool {
 }
 
 /// A transaction id as it may appear in a path: printable, bounded, no separators that would
-/// let it escape its key space.
+/// let it escape its key space. U+FFFD is what a path's invalid UTF-8 was decoded to: such an
+/// id is not the one the caller sent, and distinct ones would collide.
 pub fn valid_transaction_id(id: &str) -> bool {
     !id.is_empty()
         && id.len() <= 256
         && id
             .chars()
-            .all(|c| !c.is_control() && c != '/' && c != '\\' && c != '\0')
+            .all(|c| !c.is_control() && c != '/' && c != '\\' && c != '\0' && c != '\u{FFFD}')
         && id != "."
         && id != ".."
 }
@@ -208,5 +209,6 @@ mod tests {
         assert!(!valid_transaction_id("a\nb"));
         assert!(!valid_transaction_id(".."));
         assert!(!valid_transaction_id(""));
+        assert!(!valid_transaction_id("\u{FFFD}\u{FFFD}"));
     }
 }

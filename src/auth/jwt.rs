@@ -197,6 +197,21 @@ fn plausible_kid(kid: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b"-_=+/.:".contains(&b))
 }
 
+/// The `alg` of a JSON header naming an algorithm jsonwebtoken does not know (e.g. `none`).
+fn unsupported_alg(token: &str) -> Option<String> {
+    use base64::Engine;
+    let header = token.split('.').next()?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(header)
+        .ok()?;
+    let alg = serde_json::from_slice::<Value>(&bytes).ok()?["alg"]
+        .as_str()?
+        .to_string();
+    serde_json::from_value::<Algorithm>(Value::String(alg.clone()))
+        .is_err()
+        .then_some(alg)
+}
+
 /// The tenant id in an Entra issuer URL (the first path segment), if it looks like one.
 fn issuer_tenant(issuer: &str) -> Option<String> {
     let u = url::Url::parse(issuer).ok()?;
@@ -264,6 +279,30 @@ impl Provider {
         result
     }
 
+    /// The provider's `jwks_uri`, from its OpenID metadata. The metadata is read into
+    /// openidconnect's `CoreProviderMetadata` (which checks its shape) and must name exactly the
+    /// configured issuer. Its `discover_async` is not used: it downloads the JWKS as well, a
+    /// second fetch whose failure would fail discovery.
+    async fn discover(&self) -> anyhow::Result<String> {
+        use openidconnect::core::CoreProviderMetadata;
+        let issuer = openidconnect::IssuerUrl::new(self.cfg.issuer.clone())?;
+        let url = issuer.join(".well-known/openid-configuration")?;
+        let resp = self.http.get(url.as_str()).send().await?;
+        if !resp.status().is_success() {
+            anyhow::bail!("metadata answered {}", resp.status().as_u16());
+        }
+        let meta: CoreProviderMetadata = serde_json::from_slice(&resp.bytes().await?)
+            .map_err(|e| anyhow::anyhow!("metadata unreadable: {e}"))?;
+        if meta.issuer() != &issuer {
+            anyhow::bail!(
+                "metadata names issuer {} instead of {}",
+                meta.issuer().as_str(),
+                issuer.as_str()
+            );
+        }
+        Ok(meta.jwks_uri().url().to_string())
+    }
+
     async fn fetch(&self) -> anyhow::Result<usize> {
         let known = self
             .jwks_uri
@@ -273,12 +312,10 @@ impl Provider {
         let jwks_uri = match known {
             Some(u) => u,
             None => {
-                use openidconnect::core::CoreProviderMetadata;
-                let issuer = openidconnect::IssuerUrl::new(self.cfg.issuer.clone())?;
-                let meta = CoreProviderMetadata::discover_async(issuer, &self.http)
+                let uri = self
+                    .discover()
                     .await
                     .map_err(|e| anyhow::anyhow!("discovery failed: {e}"))?;
-                let uri = meta.jwks_uri().url().to_string();
                 *self.jwks_uri.write().unwrap_or_else(|p| p.into_inner()) = Some(uri.clone());
                 uri
             }
@@ -466,7 +503,8 @@ impl JwtAuth {
             });
             r
         };
-        // 1. Present and bounded (every provider's limit applies; take the largest).
+        // 1. Present and bounded: by the largest limit before anything is decoded, by the
+        //    provider's own once the provider is known.
         let max = self
             .providers
             .iter()
@@ -483,15 +521,28 @@ impl JwtAuth {
                 Ok(format!("{} bytes", token.len()))
             },
         )?;
-        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenFailure::Malformed);
+        let header = match jsonwebtoken::decode_header(token) {
+            Ok(h) => h,
+            // jsonwebtoken has no `Algorithm` for `none` (nor for an unknown alg), so such a
+            // header does not decode; it fails the alg check, it is not a malformed token.
+            Err(_) => {
+                return Err(match unsupported_alg(token) {
+                    Some(alg) => {
+                        let _ = step("header", Ok(format!("alg {alg:?}")));
+                        let _ = step("alg", Err(TokenFailure::AlgorithmNotAllowed));
+                        TokenFailure::AlgorithmNotAllowed
+                    }
+                    None => {
+                        let _ = step("header", Err(TokenFailure::Malformed));
+                        TokenFailure::Malformed
+                    }
+                })
+            }
+        };
         step(
             "header",
-            header
-                .as_ref()
-                .map(|h| format!("alg {:?}, kid {:?}", h.alg, h.kid))
-                .map_err(|e| *e),
+            Ok(format!("alg {:?}, kid {:?}", header.alg, header.kid)),
         )?;
-        let header = header?;
         // The provider is chosen by the (unverified) issuer; everything is verified below.
         let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
             .map_err(|_| TokenFailure::Malformed)?;
@@ -502,6 +553,9 @@ impl JwtAuth {
             .find(|p| p.cfg.issuer == iss)
             .or(self.providers.first())
             .ok_or(TokenFailure::IssuerInvalid)?;
+        if token.len() > provider.cfg.max_token_bytes {
+            step("present", Err(TokenFailure::TooLarge))?;
+        }
         // 2. alg in the provider's allow-list (`none` and HMAC can never be in it).
         step(
             "alg",
@@ -665,6 +719,17 @@ mod tests {
             max_token_bytes: 8192,
         };
         assert!(cfg.validate("p").unwrap_err().contains("HS256"));
+    }
+
+    #[test]
+    fn alg_none_is_told_apart_from_a_malformed_header() {
+        use base64::Engine;
+        let enc = |h: &str| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(h);
+        let none = format!("{}.e30.", enc(r#"{"alg":"none","kid":"k"}"#));
+        assert_eq!(unsupported_alg(&none).as_deref(), Some("none"));
+        let rs = format!("{}.e30.", enc(r#"{"alg":"RS256","kid":5}"#));
+        assert_eq!(unsupported_alg(&rs), None);
+        assert_eq!(unsupported_alg("not-a-jwt"), None);
     }
 
     #[test]

@@ -111,6 +111,15 @@ impl SledStore {
         &self.path
     }
 
+    /// Fails once a group commit has failed: what the tree holds may not be on disk.
+    fn usable(&self) -> Result<(), StoreError> {
+        if self.writer.failed() {
+            Err(super::writer::poisoned())
+        } else {
+            Ok(())
+        }
+    }
+
     /// Encodes a payload for the archive off the async runtime (large ones are fsynced files).
     async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
         let archive = self.archive.clone();
@@ -188,6 +197,7 @@ fn dead_letter(
 #[async_trait]
 impl Store for SledStore {
     async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
+        self.usable()?;
         // A retried large delivery need not write its file again.
         if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
             return Ok(Recorded::Duplicate {
@@ -272,6 +282,7 @@ impl Store for SledStore {
         payload: RawPayload,
         dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
+        self.usable()?;
         let dkey = keys::delivery(&dedup_key);
         if let Some(id) = self.tree.get(&dkey)? {
             if let Some(q) = self.tree.get(keys::quarantine(uuid_at(&id)?))? {
@@ -335,6 +346,7 @@ impl Store for SledStore {
     }
 
     fn registration(&self, vendor: Vendor, tx: &str) -> Result<Option<Registration>, StoreError> {
+        self.usable()?;
         match self.tree.get(keys::registration(vendor, tx))? {
             Some(v) => Ok(Some(parse("registration", &v)?)),
             None => Ok(None),
@@ -357,6 +369,7 @@ impl Store for SledStore {
     }
 
     fn transaction_state(&self, vendor: Vendor, tx: &str) -> Result<TransactionState, StoreError> {
+        self.usable()?;
         Ok(TransactionState {
             registration: self.registration(vendor, tx)?,
             withdrawn: self.tree.contains_key(keys::withdrawn(vendor, tx))?,
@@ -368,6 +381,7 @@ impl Store for SledStore {
     }
 
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+        self.usable()?;
         let end = keys::outbox(now, Uuid::max());
         let mut out = Vec::new();
         for kv in self.tree.range(keys::OUTBOX.to_vec()..=end).take(limit) {
@@ -378,6 +392,7 @@ impl Store for SledStore {
     }
 
     fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+        self.usable()?;
         match self.tree.scan_prefix(keys::OUTBOX).next() {
             Some(kv) => Ok(keys::outbox_due(&kv?.0)),
             None => Ok(None),
@@ -563,6 +578,7 @@ impl Store for SledStore {
     }
 
     fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError> {
+        self.usable()?;
         match self.tree.get(keys::event(id))? {
             Some(v) => Ok(Some(parse("event", &v)?)),
             None => Ok(None),
@@ -570,6 +586,7 @@ impl Store for SledStore {
     }
 
     fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
+        self.usable()?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let start = match q.after {
             Some(after) => {
@@ -603,6 +620,7 @@ impl Store for SledStore {
     }
 
     fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError> {
+        self.usable()?;
         match self.tree.get(keys::payload(archive_id))? {
             Some(v) => Ok(Some(self.archive.decode(archive_id, &v)?)),
             None => Ok(None),
@@ -610,6 +628,7 @@ impl Store for SledStore {
     }
 
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+        self.usable()?;
         self.tree
             .scan_prefix(keys::DEAD)
             .map(|kv| parse("dead letter", &kv?.1))
@@ -617,6 +636,7 @@ impl Store for SledStore {
     }
 
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
+        self.usable()?;
         self.tree
             .scan_prefix(keys::QUARANTINE)
             .map(|kv| parse("quarantine", &kv?.1))

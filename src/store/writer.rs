@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -133,6 +134,21 @@ pub trait CommitObserver: Send + Sync {
 #[derive(Clone)]
 pub struct Writer {
     tx: mpsc::Sender<Job>,
+    /// Set once a group commit failed; see [`poisoned`].
+    failed: Arc<AtomicBool>,
+}
+
+/// The error of every store operation after a group commit failed. The failed group's batch
+/// may already be visible in sled's in-memory tree without being on disk (sled 0.34 applies a
+/// batch before the flush that fails, cannot roll it back, and after an I/O error keeps
+/// refusing writes until reopened), so nothing read from the tree can be trusted to be
+/// durable: acknowledging a retry as a duplicate of such a record would lose it. Until a
+/// restart reopens the store, every write and read fails and vendors are told to retry.
+pub fn poisoned() -> StoreError {
+    StoreError::Storage(
+        "a durable write failed earlier; the store refuses work until signrelay is restarted"
+            .into(),
+    )
 }
 
 impl Writer {
@@ -147,6 +163,8 @@ impl Writer {
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> (Writer, std::thread::JoinHandle<()>) {
         let (tx, mut rx) = mpsc::channel::<Job>(max_group * 4);
+        let failed = Arc::new(AtomicBool::new(false));
+        let poison = failed.clone();
         let handle = std::thread::Builder::new()
             .name("signrelay-writer".into())
             .spawn(move || {
@@ -165,8 +183,16 @@ impl Writer {
                         }
                     }
                     let group = std::mem::take(&mut staging.group);
-                    let result = apply(&db, &tree, &db_file, group);
+                    let result = if poison.load(Ordering::SeqCst) {
+                        Err(poisoned())
+                    } else {
+                        apply(&db, &tree, &db_file, group)
+                    };
                     let ok = result.is_ok();
+                    if !ok {
+                        // Before any caller hears of it, so that its retry is refused too.
+                        poison.store(true, Ordering::SeqCst);
+                    }
                     if let Some(o) = &observer {
                         o.committed(completions.len(), started.elapsed().as_secs_f64(), ok);
                     }
@@ -179,7 +205,12 @@ impl Writer {
                 }
             })
             .expect("spawn writer thread");
-        (Writer { tx }, handle)
+        (Writer { tx, failed }, handle)
+    }
+
+    /// Has a group commit failed (so that the store refuses all work until reopened)?
+    pub fn failed(&self) -> bool {
+        self.failed.load(Ordering::SeqCst)
     }
 
     /// Runs `f` on the writer thread and resolves once its writes are durable. When `f` fails
@@ -189,6 +220,9 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut Staging<'_>) -> Result<R, StoreError> + Send + 'static,
     {
+        if self.failed() {
+            return Err(poisoned());
+        }
         let (tx, rx) = oneshot::channel::<Result<R, StoreError>>();
         let job: Job = Box::new(move |staging| {
             let outcome = f(staging);

@@ -5,7 +5,11 @@ mod helpers;
 
 mod admin;
 mod crash;
+mod faults;
 mod gosign_rest;
 mod gosign_soap;
+mod hostile;
+mod idp;
+mod jwt_auth;
 mod openapi;
 mod relay;

@@ -1,0 +1,1935 @@
+//! `signrelay-bench`: the whole service under load, on one machine, in one run.
+//!
+//! It starts signrelay (the `signrelay` binary next to this one, `serve` on a temporary store)
+//! and a no-op actix-web endpoint as child processes, runs the NRC stand-in in this process,
+//! and drives both servers over loopback with the same load generator: keep-alive HTTP/1.1
+//! connections, closed loop (for the maximum rate) and open loop at fixed rates (latency at
+//! rate, RSS, callback-ack → NRC receipt). Then it records a backlog during an NRC outage and
+//! times its drain. It prints one table with each figure, its target and pass/fail, and exits
+//! 0 whatever the figures are (it is a measurement); it exits non-zero only when it could not
+//! run, or when an acknowledged outcome never reached the NRC.
+//!
+//! `cargo build --release --bins && ./target/release/signrelay-bench [--quick] [--duration S]
+//! [--connections N] [--backlog N]`
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use anyhow::{bail, Context};
+use base64::Engine;
+use chrono::{DateTime, Utc};
+use clap::{Parser, Subcommand};
+use signrelay::testkit::nrc::{Behaviour, NrcStandIn};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const NRC_CLIENT: &str = "signrelay-bench";
+const NRC_SECRET: &str = "bench-nrc-secret";
+const ADMIN_KEY: &str = "bench-admin-key-0123456789";
+const GOSIGN_USER: &str = "gosign";
+const GOSIGN_PASSWORD: &str = "bench-gosign-password";
+/// A duplicate re-sends the body of the envelope this many envelopes back.
+const DUP_DISTANCE: u64 = 200;
+/// Size of the signed document inline in some completions.
+const DOC_BYTES: usize = 16 * 1024;
+
+#[derive(Parser)]
+#[command(
+    name = "signrelay-bench",
+    about = "Benchmarks signrelay against a no-op actix-web endpoint on this machine"
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Option<Mode>,
+    /// Seconds of each measured phase (closed loop, half rate, 1 000/s).
+    #[arg(long, default_value_t = 10.0)]
+    duration: f64,
+    /// Concurrent keep-alive connections of the load generator.
+    #[arg(long, default_value_t = 64)]
+    connections: usize,
+    /// Outcomes recorded during the NRC outage, then drained.
+    #[arg(long, default_value_t = 100_000)]
+    backlog: u64,
+    /// Small numbers, for a smoke run (about 10 s).
+    #[arg(long)]
+    quick: bool,
+    /// HTTP workers of signrelay and of the no-op endpoint (0: one per core).
+    #[arg(long, default_value_t = 0)]
+    workers: usize,
+    /// signrelay's `relay.concurrency` for the run.
+    #[arg(long, default_value_t = 16)]
+    relay_concurrency: usize,
+    /// signrelay's log level (its JSON log goes to a file in the temporary directory).
+    #[arg(long, default_value = "info")]
+    log_level: String,
+    /// The fixed rate of the RSS and ack → NRC phase, callbacks/s.
+    #[arg(long, default_value_t = 1000.0)]
+    fixed_rate: f64,
+    /// The signrelay binary (default: `signrelay` next to this one).
+    #[arg(long)]
+    signrelay: Option<PathBuf>,
+    /// Keep the temporary directory (store and log) and print where it is.
+    #[arg(long)]
+    keep: bool,
+    /// Override a key of signrelay's config for the run, e.g. `--set store.max_group=64`
+    /// (passed as SIGNRELAY__STORE__MAX_GROUP); repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
+
+#[derive(Subcommand)]
+enum Mode {
+    /// The no-op endpoint: answers every request with signrelay's `{"outcome":"succeeded"}`.
+    #[command(hide = true)]
+    NoopServer {
+        #[arg(long)]
+        port: u16,
+        #[arg(long)]
+        workers: usize,
+    },
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    let result = match cli.mode {
+        Some(Mode::NoopServer { port, workers }) => rt.block_on(noop_server(port, workers)),
+        None => rt.block_on(run(cli)),
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("signrelay-bench: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The no-op endpoint: actix-web as signrelay configures it, reading the body and answering
+/// with the same small JSON body signrelay answers a recorded callback with.
+async fn noop_server(port: u16, workers: usize) -> anyhow::Result<()> {
+    use actix_web::{web, App, HttpResponse, HttpServer};
+    let server = HttpServer::new(|| {
+        App::new().default_service(web::to(|_body: web::Bytes| async {
+            HttpResponse::Ok().json(serde_json::json!({"outcome": "succeeded"}))
+        }))
+    })
+    .keep_alive(Duration::from_secs(75))
+    .max_connections(10_000)
+    .workers(workers)
+    .bind(("127.0.0.1", port))?
+    .run();
+    server.await?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// A minimal keep-alive HTTP/1.1 client: the load generator must cost as little CPU as it can,
+// since it shares the machine with the servers it measures.
+
+struct Resp {
+    status: u16,
+    body: Vec<u8>,
+}
+
+struct HttpConn {
+    addr: SocketAddr,
+    stream: Option<TcpStream>,
+    rbuf: Vec<u8>,
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn bad(what: &str) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string())
+}
+
+async fn read_more(stream: &mut TcpStream, rbuf: &mut Vec<u8>) -> std::io::Result<()> {
+    let mut tmp = [0u8; 16 * 1024];
+    let n = stream.read(&mut tmp).await?;
+    if n == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "connection closed by the server",
+        ));
+    }
+    rbuf.extend_from_slice(&tmp[..n]);
+    Ok(())
+}
+
+impl HttpConn {
+    fn new(addr: SocketAddr) -> HttpConn {
+        HttpConn {
+            addr,
+            stream: None,
+            rbuf: Vec::with_capacity(16 * 1024),
+        }
+    }
+
+    async fn connect(&mut self) -> std::io::Result<()> {
+        let s = TcpStream::connect(self.addr).await?;
+        s.set_nodelay(true)?;
+        self.stream = Some(s);
+        self.rbuf.clear();
+        Ok(())
+    }
+
+    fn reset(&mut self) {
+        self.stream = None;
+        self.rbuf.clear();
+    }
+
+    async fn send(&mut self, req: &[u8]) -> std::io::Result<Resp> {
+        if self.stream.is_none() {
+            self.connect().await?;
+        }
+        let r = self.exchange(req).await;
+        if r.is_err() {
+            self.reset();
+        }
+        r
+    }
+
+    async fn exchange(&mut self, req: &[u8]) -> std::io::Result<Resp> {
+        let HttpConn { stream, rbuf, .. } = self;
+        let stream = stream.as_mut().expect("connected");
+        stream.write_all(req).await?;
+        let head_end = loop {
+            if let Some(p) = find(rbuf, b"\r\n\r\n") {
+                break p + 4;
+            }
+            read_more(stream, rbuf).await?;
+        };
+        let head = std::str::from_utf8(&rbuf[..head_end]).map_err(|_| bad("response head"))?;
+        let mut lines = head.split("\r\n");
+        let status: u16 = lines
+            .next()
+            .and_then(|l| l.split(' ').nth(1))
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| bad("status line"))?;
+        let (mut len, mut chunked, mut close) = (0usize, false, false);
+        for l in lines {
+            if let Some((k, v)) = l.split_once(':') {
+                let (k, v) = (k.trim(), v.trim());
+                if k.eq_ignore_ascii_case("content-length") {
+                    len = v.parse().map_err(|_| bad("content-length"))?;
+                } else if k.eq_ignore_ascii_case("transfer-encoding") {
+                    chunked = v.eq_ignore_ascii_case("chunked");
+                } else if k.eq_ignore_ascii_case("connection") {
+                    close = v.eq_ignore_ascii_case("close");
+                }
+            }
+        }
+        let body = if chunked {
+            let mut body = Vec::new();
+            let mut pos = head_end;
+            loop {
+                let line_end = loop {
+                    if let Some(p) = find(&rbuf[pos..], b"\r\n") {
+                        break pos + p;
+                    }
+                    read_more(stream, rbuf).await?;
+                };
+                let size_text = std::str::from_utf8(&rbuf[pos..line_end])
+                    .map_err(|_| bad("chunk size"))?
+                    .split(';')
+                    .next()
+                    .unwrap_or("")
+                    .trim()
+                    .to_string();
+                let size = usize::from_str_radix(&size_text, 16).map_err(|_| bad("chunk size"))?;
+                let data = line_end + 2;
+                while rbuf.len() < data + size + 2 {
+                    read_more(stream, rbuf).await?;
+                }
+                body.extend_from_slice(&rbuf[data..data + size]);
+                pos = data + size + 2;
+                if size == 0 {
+                    break;
+                }
+            }
+            rbuf.drain(..pos);
+            body
+        } else {
+            while rbuf.len() < head_end + len {
+                read_more(stream, rbuf).await?;
+            }
+            let body = rbuf[head_end..head_end + len].to_vec();
+            rbuf.drain(..head_end + len);
+            body
+        };
+        if close {
+            self.reset();
+        }
+        Ok(Resp { status, body })
+    }
+}
+
+fn http_request(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+) -> Vec<u8> {
+    let mut r = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (k, v) in headers {
+        r.push_str(&format!("{k}: {v}\r\n"));
+    }
+    if method != "GET" {
+        r.push_str(&format!("Content-Length: {}\r\n", body.len()));
+    }
+    r.push_str("\r\n");
+    let mut b = r.into_bytes();
+    b.extend_from_slice(body);
+    b
+}
+
+async fn get(addr: SocketAddr, path: &str) -> std::io::Result<Resp> {
+    let mut c = HttpConn::new(addr);
+    c.send(&http_request("GET", path, &addr.to_string(), &[], b""))
+        .await
+}
+
+// ---------------------------------------------------------------------------------------------
+// The callbacks: what GoSign sends, as `signrelay demo` builds it.
+
+/// What kind of callback an envelope gets; a function of its number, so a duplicate can
+/// rebuild the same body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    RestDone,
+    RestDoneDoc,
+    RestRejected,
+    RestCancelled,
+    Extended,
+    Soap,
+    Progress,
+}
+
+fn kind_of(j: u64) -> Kind {
+    match j % 20 {
+        0 => Kind::Progress,
+        1 | 2 => Kind::Extended,
+        3..=5 => Kind::Soap,
+        6 => Kind::RestRejected,
+        7 => Kind::RestCancelled,
+        8 => Kind::RestDoneDoc,
+        _ => Kind::RestDone,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// Callbacks on new envelopes, duplicates and workability checks.
+    Full,
+    /// Only terminal callbacks on new envelopes (the backlog).
+    Terminal,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Slot {
+    New,
+    Duplicate,
+    WorkRest,
+    WorkSoap,
+}
+
+/// Share of the full mix's requests that are callbacks (the rest are workability checks).
+const CALLBACK_SHARE: f64 = 0.9;
+
+/// The request mix: 5 % REST workability checks, 5 % SOAP getEnvelopeExternalStatus, 7 %
+/// duplicates, 83 % callbacks on new envelopes.
+fn slot(i: u64) -> Slot {
+    match (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40) % 100 {
+        0..=4 => Slot::WorkRest,
+        5..=9 => Slot::WorkSoap,
+        10..=16 => Slot::Duplicate,
+        _ => Slot::New,
+    }
+}
+
+fn tx(j: u64) -> String {
+    format!("BENCH-{j:08}")
+}
+
+fn work_json(envelope: &str, kind: &str, note: Option<&str>, doc: Option<&str>) -> String {
+    let mut v = serde_json::json!({
+        "envelopeExternalId": envelope,
+        "notificationType": kind,
+        "liveStatus": [{"mgrName": "Jan", "mgrSurname": "Jansen", "status": "WKD", "startedAt": "2026-11-23T09:00:00Z", "endedAt": "2026-11-23T09:05:00Z", "stepNumber": 1, "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}}]
+    });
+    if let Some(n) = note {
+        v["note"] = serde_json::json!(n);
+    }
+    if let Some(d) = doc {
+        v["documents"] = serde_json::json!([{"docExternalId": "DOC-1", "content": {"mimeType": "application/pdf", "data": d}}]);
+    }
+    v.to_string()
+}
+
+fn extended_json(envelope: &str) -> String {
+    serde_json::json!({"externalId": envelope, "status": "STO", "previousStatus": "WKD", "completedAt": 1_763_888_400_000i64}).to_string()
+}
+
+fn soap_work(envelope: &str, kind: &str) -> String {
+    format!(
+        r#"<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
+  <soapenv:Body>
+    <wk:workNotification>
+      <envelopeExternalId>{envelope}</envelopeExternalId>
+      <notificationType>{kind}</notificationType>
+      <liveStatus>
+        <stepEvent>
+          <mgrName>Jan</mgrName><mgrSurname>Jansen</mgrSurname><status>WKD</status>
+          <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
+          <stepNumber>1</stepNumber>
+        </stepEvent>
+      </liveStatus>
+    </wk:workNotification>
+  </soapenv:Body>
+</soapenv:Envelope>"#
+    )
+}
+
+fn soap_status(envelopes: &[String]) -> String {
+    let list: String = envelopes
+        .iter()
+        .map(|e| format!("<envelopeExtIdList>{e}</envelopeExtIdList>"))
+        .collect();
+    format!(
+        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:getEnvelopeExternalStatusRequest xmlns:ns2="http://www.infocert.it/smartsign/schema/wknotif"><userExtId>jjansen</userExtId>{list}</ns2:getEnvelopeExternalStatusRequest></soap:Body></soap:Envelope>"#
+    )
+}
+
+fn registration_json(j: u64) -> String {
+    serde_json::json!({
+        "naam": format!("Ondertekening {}", tx(j)),
+        "eigenaar": "behandelaar@gemeente.example",
+        "zaak": {"uuid": uuid::Uuid::new_v4(), "url": format!("https://zaken.gemeente.example/api/v1/zaken/Z-{j}")},
+        "documenten": [{"uuid": uuid::Uuid::new_v4(), "url": "https://drc.gemeente.example/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
+        "ondertekenaars": [{"e-mail": "ondertekenaar@example.org", "voornaam": "Jan", "achternaam": "Jansen", "volgorde": 1, "authenticatie": null}]
+    })
+    .to_string()
+}
+
+/// What a request was, for counting its answer.
+#[derive(Debug, Clone, Copy)]
+enum What {
+    New { j: u64, terminal: bool },
+    Dup { j: u64, terminal: bool },
+    Work,
+}
+
+struct Gen {
+    host: String,
+    basic: String,
+    doc_b64: String,
+    /// The next envelope number; continuous over the whole run.
+    next_env: AtomicU64,
+}
+
+impl Gen {
+    fn new(addr: SocketAddr, first_env: u64) -> Gen {
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let mut doc = b"%PDF-1.4 signed by the benchmark\n".to_vec();
+        doc.resize(DOC_BYTES, b'x');
+        Gen {
+            host: addr.to_string(),
+            basic: format!(
+                "Basic {}",
+                b64.encode(format!("{GOSIGN_USER}:{GOSIGN_PASSWORD}"))
+            ),
+            doc_b64: b64.encode(doc),
+            next_env: AtomicU64::new(first_env),
+        }
+    }
+
+    fn notify(&self, envelope: &str, body: &str) -> Vec<u8> {
+        http_request(
+            "POST",
+            &format!("/gosign/rest/envelopes/{envelope}/notify"),
+            &self.host,
+            &[
+                ("Authorization", &self.basic),
+                ("Content-Type", "application/json"),
+            ],
+            body.as_bytes(),
+        )
+    }
+
+    fn soap(&self, body: &str) -> Vec<u8> {
+        http_request(
+            "POST",
+            "/gosign/soap",
+            &self.host,
+            &[
+                ("Authorization", &self.basic),
+                ("Content-Type", "text/xml; charset=utf-8"),
+                ("SOAPAction", "\"\""),
+            ],
+            body.as_bytes(),
+        )
+    }
+
+    /// The callback of envelope `j`, and whether it is a terminal outcome (relayed).
+    fn envelope(&self, j: u64, mix: Mix) -> (Vec<u8>, bool) {
+        let id = tx(j);
+        let kind = match (kind_of(j), mix) {
+            (Kind::Progress, Mix::Terminal) => Kind::RestDone,
+            (k, _) => k,
+        };
+        match kind {
+            Kind::Soap => (self.soap(&soap_work(&id, "SIGN_PROCESS_ENDED")), true),
+            Kind::Extended => (self.notify(&id, &extended_json(&id)), true),
+            Kind::Progress => (
+                self.notify(&id, &work_json(&id, "STEP_CLOSED", None, None)),
+                false,
+            ),
+            Kind::RestRejected => (
+                self.notify(
+                    &id,
+                    &work_json(&id, "ENVELOPE_REJECTED", Some("bedrag klopt niet"), None),
+                ),
+                true,
+            ),
+            Kind::RestCancelled => (
+                self.notify(&id, &work_json(&id, "PROCESS_CANCELLED", None, None)),
+                true,
+            ),
+            Kind::RestDoneDoc => (
+                self.notify(
+                    &id,
+                    &work_json(&id, "SIGN_PROCESS_ENDED", None, Some(&self.doc_b64)),
+                ),
+                true,
+            ),
+            Kind::RestDone => (
+                self.notify(&id, &work_json(&id, "SIGN_PROCESS_ENDED", None, None)),
+                true,
+            ),
+        }
+    }
+
+    fn request(&self, i: u64, mix: Mix, first_env: u64) -> (Vec<u8>, What) {
+        let slot = if mix == Mix::Terminal {
+            Slot::New
+        } else {
+            slot(i)
+        };
+        let current = self.next_env.load(Relaxed);
+        let recent = |back: u64| current.saturating_sub(back).max(first_env);
+        match slot {
+            Slot::WorkRest => {
+                let path = format!(
+                    "/gosign/rest/envelopes/{}/managers/jjansen/status",
+                    tx(recent(10))
+                );
+                let r = http_request(
+                    "GET",
+                    &path,
+                    &self.host,
+                    &[("Authorization", &self.basic)],
+                    b"",
+                );
+                (r, What::Work)
+            }
+            Slot::WorkSoap => {
+                let ids: Vec<String> = (1..=3).map(|k| tx(recent(k * 7))).collect();
+                (self.soap(&soap_status(&ids)), What::Work)
+            }
+            Slot::Duplicate if current >= first_env + DUP_DISTANCE => {
+                let j = current - DUP_DISTANCE;
+                let (r, terminal) = self.envelope(j, mix);
+                (r, What::Dup { j, terminal })
+            }
+            _ => {
+                let j = self.next_env.fetch_add(1, Relaxed);
+                let (r, terminal) = self.envelope(j, mix);
+                (r, What::New { j, terminal })
+            }
+        }
+    }
+}
+
+fn acknowledged(r: &Resp) -> bool {
+    r.status == 200
+        && (find(&r.body, br#""outcome":"succeeded""#).is_some()
+            || find(&r.body, b"<success>true</success>").is_some())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Load phases.
+
+#[derive(Debug, Clone, Copy)]
+enum Pace {
+    /// Every connection sends its next request as soon as the last one was answered.
+    Closed(Duration),
+    /// Requests at a fixed rate (requests per second) for a duration; latency counts from the
+    /// moment a request was due, so a slow answer delays (and is charged for) the ones after it.
+    Open(f64, Duration),
+    /// Closed loop until this many requests were sent.
+    Count(u64),
+}
+
+#[derive(Default)]
+struct Stats {
+    /// Latency of acknowledged callbacks, µs.
+    cb_lat: Vec<u32>,
+    /// Latency of answered workability checks, µs.
+    work_lat: Vec<u32>,
+    acked: u64,
+    acked_new: u64,
+    acked_dup: u64,
+    not_acked: u64,
+    io_errors: u64,
+    work_ok: u64,
+    work_bad: u64,
+    /// New terminal outcomes acknowledged: envelope and when.
+    terminal_acks: Vec<(u64, DateTime<Utc>)>,
+    /// Terminal envelopes acknowledged through a duplicate.
+    dup_terminal: Vec<u64>,
+    first_failure: Option<String>,
+}
+
+impl Stats {
+    fn merge(&mut self, o: Stats) {
+        self.cb_lat.extend(o.cb_lat);
+        self.work_lat.extend(o.work_lat);
+        self.acked += o.acked;
+        self.acked_new += o.acked_new;
+        self.acked_dup += o.acked_dup;
+        self.not_acked += o.not_acked;
+        self.io_errors += o.io_errors;
+        self.work_ok += o.work_ok;
+        self.work_bad += o.work_bad;
+        self.terminal_acks.extend(o.terminal_acks);
+        self.dup_terminal.extend(o.dup_terminal);
+        if self.first_failure.is_none() {
+            self.first_failure = o.first_failure;
+        }
+    }
+}
+
+struct PhaseOut {
+    elapsed: Duration,
+    stats: Stats,
+}
+
+impl PhaseOut {
+    fn rate(&self) -> f64 {
+        self.stats.acked as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+async fn run_load(
+    addr: SocketAddr,
+    gen: Arc<Gen>,
+    pace: Pace,
+    mix: Mix,
+    connections: usize,
+) -> anyhow::Result<PhaseOut> {
+    let mut conns = Vec::with_capacity(connections);
+    for _ in 0..connections {
+        let mut c = HttpConn::new(addr);
+        c.connect().await.context("load generator connects")?;
+        conns.push(c);
+    }
+    let seq = Arc::new(AtomicU64::new(0));
+    let first_env = gen.next_env.load(Relaxed);
+    let t0 = Instant::now();
+    let mut tasks = Vec::new();
+    for mut conn in conns {
+        let (seq, gen) = (seq.clone(), gen.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut st = Stats::default();
+            loop {
+                let i = seq.fetch_add(1, Relaxed);
+                let start = match pace {
+                    Pace::Closed(d) => {
+                        let now = Instant::now();
+                        if now >= t0 + d {
+                            break;
+                        }
+                        now
+                    }
+                    Pace::Count(n) => {
+                        if i >= n {
+                            break;
+                        }
+                        Instant::now()
+                    }
+                    Pace::Open(rate, d) => {
+                        let due = t0 + Duration::from_secs_f64(i as f64 / rate);
+                        if due >= t0 + d {
+                            break;
+                        }
+                        if due > Instant::now() {
+                            // On time: the timer's lag is not the server's.
+                            tokio::time::sleep_until(due.into()).await;
+                            Instant::now()
+                        } else {
+                            due
+                        }
+                    }
+                };
+                let (req, what) = gen.request(i, mix, first_env);
+                let res = conn.send(&req).await;
+                let micros = start.elapsed().as_micros().min(u32::MAX as u128) as u32;
+                match res {
+                    Err(e) => {
+                        st.io_errors += 1;
+                        st.first_failure.get_or_insert_with(|| format!("i/o: {e}"));
+                    }
+                    Ok(r) => match what {
+                        What::Work if r.status == 200 => {
+                            st.work_ok += 1;
+                            st.work_lat.push(micros);
+                        }
+                        What::Work => {
+                            st.work_bad += 1;
+                            st.first_failure.get_or_insert_with(|| {
+                                format!("workability {}: {}", r.status, preview(&r.body))
+                            });
+                        }
+                        What::New { j, terminal } | What::Dup { j, terminal }
+                            if acknowledged(&r) =>
+                        {
+                            st.acked += 1;
+                            st.cb_lat.push(micros);
+                            match what {
+                                What::New { .. } => {
+                                    st.acked_new += 1;
+                                    if terminal {
+                                        st.terminal_acks.push((j, Utc::now()));
+                                    }
+                                }
+                                _ => {
+                                    st.acked_dup += 1;
+                                    if terminal {
+                                        st.dup_terminal.push(j);
+                                    }
+                                }
+                            }
+                        }
+                        _ => {
+                            st.not_acked += 1;
+                            st.first_failure.get_or_insert_with(|| {
+                                format!("callback {}: {}", r.status, preview(&r.body))
+                            });
+                        }
+                    },
+                }
+            }
+            st
+        }));
+    }
+    let mut stats = Stats::default();
+    for t in tasks {
+        stats.merge(t.await?);
+    }
+    Ok(PhaseOut {
+        elapsed: t0.elapsed(),
+        stats,
+    })
+}
+
+fn preview(b: &[u8]) -> String {
+    String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
+}
+
+/// Registers transactions `from..to` as a case application does (`PUT` with the trigger
+/// message), over `connections` connections.
+async fn register(
+    addr: SocketAddr,
+    from: u64,
+    to: u64,
+    connections: usize,
+) -> anyhow::Result<Duration> {
+    if to <= from {
+        return Ok(Duration::ZERO);
+    }
+    let next = Arc::new(AtomicU64::new(from));
+    let failures = Arc::new(AtomicU64::new(0));
+    let host = addr.to_string();
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..connections.min((to - from) as usize) {
+        let (next, failures, host) = (next.clone(), failures.clone(), host.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut c = HttpConn::new(addr);
+            let mut first = None;
+            loop {
+                let j = next.fetch_add(1, Relaxed);
+                if j >= to {
+                    break;
+                }
+                let req = http_request(
+                    "PUT",
+                    &format!("/api/v1/transactions/gosign/{}", tx(j)),
+                    &host,
+                    &[
+                        ("X-Api-Key", ADMIN_KEY),
+                        ("Content-Type", "application/json"),
+                    ],
+                    registration_json(j).as_bytes(),
+                );
+                match c.send(&req).await {
+                    Ok(r) if r.status == 200 || r.status == 201 => {}
+                    Ok(r) => {
+                        failures.fetch_add(1, Relaxed);
+                        first.get_or_insert_with(|| format!("{} {}", r.status, preview(&r.body)));
+                    }
+                    Err(e) => {
+                        failures.fetch_add(1, Relaxed);
+                        first.get_or_insert_with(|| e.to_string());
+                    }
+                }
+            }
+            first
+        }));
+    }
+    let mut first = None;
+    for t in tasks {
+        if let Some(f) = t.await? {
+            first.get_or_insert(f);
+        }
+    }
+    let failed = failures.load(Relaxed);
+    if failed > 0 {
+        bail!(
+            "{failed} registrations failed, first: {}",
+            first.unwrap_or_default()
+        );
+    }
+    Ok(started.elapsed())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes: children, RSS and CPU from /proc.
+
+struct ChildGuard {
+    child: Child,
+}
+
+impl ChildGuard {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    fn exited(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
+    }
+}
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn proc_status_kib(pid: u32, key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// User + system CPU seconds of a process (all its threads); USER_HZ is 100 on Linux.
+fn cpu_secs(pid: u32) -> f64 {
+    let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    let Some(rest) = s.rsplit_once(')').map(|(_, r)| r) else {
+        return 0.0;
+    };
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    (ticks(11) + ticks(12)) as f64 / 100.0
+}
+
+/// Samples a process's resident set every 50 ms.
+struct RssWatch {
+    max_kib: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+}
+
+impl RssWatch {
+    fn start(pid: u32) -> RssWatch {
+        let max_kib = Arc::new(AtomicU64::new(0));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (m, s) = (max_kib.clone(), stop.clone());
+        std::thread::spawn(move || {
+            while !s.load(Relaxed) {
+                if let Some(kib) = proc_status_kib(pid, "VmRSS:") {
+                    m.fetch_max(kib, Relaxed);
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        });
+        RssWatch { max_kib, stop }
+    }
+
+    /// The largest RSS since the last reset, MiB.
+    fn take_max_mib(&self) -> f64 {
+        self.max_kib.swap(0, Relaxed) as f64 / 1024.0
+    }
+}
+
+impl Drop for RssWatch {
+    fn drop(&mut self) {
+        self.stop.store(true, Relaxed);
+    }
+}
+
+/// Busy CPU seconds of the whole machine (all cores), from /proc/stat.
+fn machine_busy_secs() -> f64 {
+    let Ok(s) = std::fs::read_to_string("/proc/stat") else {
+        return 0.0;
+    };
+    let Some(cpu) = s.lines().find(|l| l.starts_with("cpu ")) else {
+        return 0.0;
+    };
+    let f: Vec<u64> = cpu
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal (guest time is inside user).
+    let busy: u64 = f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0);
+    busy as f64 / 100.0
+}
+
+/// CPU used by the processes of the run, and by the machine as a whole, during a phase.
+struct CpuMeter {
+    pids: Vec<u32>,
+    at: Vec<f64>,
+    machine_at: f64,
+    started: Instant,
+}
+
+impl CpuMeter {
+    fn start(pids: &[u32]) -> CpuMeter {
+        CpuMeter {
+            pids: pids.to_vec(),
+            at: pids.iter().map(|p| cpu_secs(*p)).collect(),
+            machine_at: machine_busy_secs(),
+            started: Instant::now(),
+        }
+    }
+
+    /// Cores used by each process since `start` (1.0 = one core busy), then by the rest of the
+    /// machine (other processes, interrupts).
+    fn cores(&self) -> Vec<f64> {
+        let wall = self.started.elapsed().as_secs_f64();
+        let mut v: Vec<f64> = self
+            .pids
+            .iter()
+            .zip(&self.at)
+            .map(|(p, a)| (cpu_secs(*p) - a) / wall)
+            .collect();
+        let machine = (machine_busy_secs() - self.machine_at) / wall;
+        v.push((machine - v.iter().sum::<f64>()).max(0.0));
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// signrelay's /metrics.
+
+struct Scrape(String);
+
+impl Scrape {
+    async fn take(addr: SocketAddr) -> Scrape {
+        match get(addr, "/metrics").await {
+            Ok(r) => Scrape(String::from_utf8_lossy(&r.body).into_owned()),
+            Err(_) => Scrape(String::new()),
+        }
+    }
+
+    /// Sum of the samples of `name` whose labels contain `label` (empty: all).
+    fn get(&self, name: &str, label: &str) -> f64 {
+        self.0
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| {
+                l.strip_prefix(name)
+                    .is_some_and(|r| r.starts_with(' ') || r.starts_with('{'))
+            })
+            .filter(|l| l.contains(label))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// Group commit figures between two scrapes.
+fn commit_summary(before: &Scrape, after: &Scrape, secs: f64) -> String {
+    let d = |n: &str| after.get(n, "") - before.get(n, "");
+    let commits = d("signrelay_store_commit_jobs_count");
+    let jobs = d("signrelay_store_commit_jobs_sum");
+    let commit_secs = d("signrelay_store_commit_seconds_sum");
+    if commits <= 0.0 {
+        return "no group commits".into();
+    }
+    format!(
+        "{:.0} group commits/s, {:.1} writes per commit, {:.2} ms per commit (first job → fdatasync)",
+        commits / secs,
+        jobs / commits,
+        commit_secs / commits * 1e3
+    )
+}
+
+async fn wait_drained(addr: SocketAddr, timeout: Duration) -> (f64, f64) {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let m = Scrape::take(addr).await;
+        let (outbox, parked) = (
+            m.get("signrelay_outbox_depth", ""),
+            m.get("signrelay_parked_events", ""),
+        );
+        if (outbox == 0.0 && parked == 0.0) || Instant::now() >= deadline {
+            return (outbox, parked);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Figures.
+
+fn pct<T: Copy + Default>(sorted: &[T], p: f64) -> T {
+    if sorted.is_empty() {
+        return T::default();
+    }
+    let idx = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
+    sorted[idx.clamp(1, sorted.len()) - 1]
+}
+
+fn ms(us: u32) -> String {
+    format!("{:.2}", us as f64 / 1000.0)
+}
+
+fn lat3(v: &mut [u32]) -> (u32, u32, u32) {
+    v.sort_unstable();
+    (pct(v, 50.0), pct(v, 99.0), pct(v, 99.9))
+}
+
+fn fmt_rate(r: f64) -> String {
+    let n = r.round() as u64;
+    let s = n.to_string();
+    let mut out = String::new();
+    for (k, c) in s.chars().enumerate() {
+        if k > 0 && (s.len() - k) % 3 == 0 {
+            out.push(' ');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// 4 KiB appended and `fdatasync`ed, `n` times, in `dir`: (p50, p99) µs.
+fn flush_latency(dir: &Path, n: usize) -> anyhow::Result<(u32, u32)> {
+    use std::io::Write;
+    let path = dir.join("flush-probe");
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)?;
+    let block = vec![0x5a_u8; 4096];
+    let mut v = Vec::with_capacity(n);
+    for _ in 0..n {
+        let t = Instant::now();
+        f.write_all(&block)?;
+        f.sync_data()?;
+        v.push(t.elapsed().as_micros() as u32);
+    }
+    drop(f);
+    std::fs::remove_file(&path)?;
+    v.sort_unstable();
+    Ok((pct(&v, 50.0), pct(&v, 99.0)))
+}
+
+struct Row {
+    figure: String,
+    measured: String,
+    target: String,
+    pass: Option<bool>,
+}
+
+fn row(figure: impl Into<String>, measured: impl Into<String>) -> Row {
+    Row {
+        figure: figure.into(),
+        measured: measured.into(),
+        target: String::new(),
+        pass: None,
+    }
+}
+
+fn target(figure: impl Into<String>, measured: impl Into<String>, t: String, pass: bool) -> Row {
+    Row {
+        figure: figure.into(),
+        measured: measured.into(),
+        target: t,
+        pass: Some(pass),
+    }
+}
+
+fn print_table(rows: &[Row]) {
+    let w0 = rows
+        .iter()
+        .map(|r| r.figure.chars().count())
+        .max()
+        .unwrap_or(0);
+    let w1 = rows
+        .iter()
+        .map(|r| r.measured.chars().count())
+        .max()
+        .unwrap_or(0);
+    let w2 = rows
+        .iter()
+        .map(|r| r.target.chars().count())
+        .max()
+        .unwrap_or(0);
+    let pad = |s: &str, w: usize| format!("{s}{}", " ".repeat(w.saturating_sub(s.chars().count())));
+    println!(
+        "| {} | {} | {} | result |",
+        pad("figure", w0),
+        pad("measured", w1),
+        pad("target", w2)
+    );
+    println!(
+        "|{}|{}|{}|--------|",
+        "-".repeat(w0 + 2),
+        "-".repeat(w1 + 2),
+        "-".repeat(w2 + 2)
+    );
+    for r in rows {
+        let verdict = match r.pass {
+            Some(true) => "PASS",
+            Some(false) => "FAIL",
+            None => "",
+        };
+        println!(
+            "| {} | {} | {} | {} |",
+            pad(&r.figure, w0),
+            pad(&r.measured, w1),
+            pad(&r.target, w2),
+            pad(verdict, 6)
+        );
+    }
+}
+
+fn phase_line(name: &str, p: &PhaseOut, cores: &[f64], extra: &str) {
+    let mut lat = p.stats.cb_lat.clone();
+    let (p50, p99, p999) = lat3(&mut lat);
+    println!(
+        "  {name}: {} acknowledged callbacks/s ({} new, {} duplicates, {} workability checks) \
+         in {:.1} s; latency p50 {} / p99 {} / p99.9 {} ms; CPU cores used: server {:.2}, bench \
+         {:.2}, rest of the machine {:.2}{extra}",
+        fmt_rate(p.rate()),
+        p.stats.acked_new,
+        p.stats.acked_dup,
+        p.stats.work_ok,
+        p.elapsed.as_secs_f64(),
+        ms(p50),
+        ms(p99),
+        ms(p999),
+        cores.first().copied().unwrap_or(0.0),
+        cores.get(1).copied().unwrap_or(0.0),
+        cores.get(2).copied().unwrap_or(0.0),
+    );
+    let s = &p.stats;
+    if s.not_acked + s.io_errors + s.work_bad > 0 {
+        println!(
+            "    not acknowledged: {}, i/o errors: {}, workability failures: {}; first: {}",
+            s.not_acked,
+            s.io_errors,
+            s.work_bad,
+            s.first_failure.as_deref().unwrap_or("")
+        );
+    }
+}
+
+/// Newest modification time of the crate's sources (the bench itself excluded), to warn when
+/// the `signrelay` binary is older than what it is built from.
+fn newest_source(dir: &Path) -> Option<SystemTime> {
+    let mut newest = None;
+    for e in std::fs::read_dir(dir).ok()?.flatten() {
+        let p = e.path();
+        let t = if p.is_dir() {
+            newest_source(&p)
+        } else if p.extension().is_some_and(|x| x == "rs") && !p.ends_with("bin/signrelay-bench.rs")
+        {
+            e.metadata().ok().and_then(|m| m.modified().ok())
+        } else {
+            None
+        };
+        newest = newest.max(t);
+    }
+    newest
+}
+
+// ---------------------------------------------------------------------------------------------
+// The run.
+
+struct Settings {
+    duration: Duration,
+    warmup: Duration,
+    connections: usize,
+    backlog: u64,
+    workers: usize,
+    fixed_rate: f64,
+}
+
+async fn wait_ready(addr: SocketAddr, path: &str, child: &mut ChildGuard) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(status) = child.exited() {
+            bail!("the server exited before it was ready ({status})");
+        }
+        if let Ok(r) = get(addr, path).await {
+            if r.status == 200 {
+                return Ok(());
+            }
+        }
+        if Instant::now() >= deadline {
+            bail!("the server at {addr} was not ready within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let s = Settings {
+        duration: Duration::from_secs_f64(if cli.quick { 1.0 } else { cli.duration }),
+        warmup: Duration::from_secs_f64(if cli.quick { 0.5 } else { 2.0 }),
+        connections: if cli.quick { 16 } else { cli.connections },
+        backlog: if cli.quick { 1000 } else { cli.backlog },
+        workers: if cli.workers == 0 { cores } else { cli.workers },
+        fixed_rate: cli.fixed_rate,
+    };
+    let signrelay_bin = match &cli.signrelay {
+        Some(p) => p.clone(),
+        None => std::env::current_exe()?.with_file_name("signrelay"),
+    };
+    if !signrelay_bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build --release --bins`",
+            signrelay_bin.display()
+        );
+    }
+    let bin_time = std::fs::metadata(&signrelay_bin)?.modified()?;
+    if newest_source(&Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+        .is_some_and(|t| t > bin_time)
+    {
+        println!(
+            "WARNING: {} is older than the sources; run `cargo build --release --bins` first",
+            signrelay_bin.display()
+        );
+    }
+
+    let dir = tempfile::Builder::new()
+        .prefix("signrelay-bench-")
+        .tempdir()
+        .context("temporary directory")?;
+    let store = dir.path().join("store");
+    std::fs::create_dir_all(&store)?;
+    let log_path = dir.path().join("signrelay.log");
+
+    println!("signrelay-bench");
+    println!(
+        "  machine: {cores} cores ({}), {}; temporary store {} on {}",
+        cpu_model(),
+        mem_total(),
+        store.display(),
+        filesystem_of(&store)
+    );
+    println!(
+        "  load: {} keep-alive connections; phases of {:.0} s; mix per request: 83 % callbacks on \
+         new envelopes (of these 55 % REST SIGN_PROCESS_ENDED, 5 % of which with a {} KiB \
+         signed PDF inline, 5 % ENVELOPE_REJECTED, 5 % PROCESS_CANCELLED, 10 % Extended format, \
+         15 % SOAP workNotification, 10 % STEP_CLOSED progress), 7 % duplicates, 5 % REST \
+         workability checks, 5 % SOAP getEnvelopeExternalStatus",
+        s.connections,
+        s.duration.as_secs_f64(),
+        DOC_BYTES / 1024
+    );
+
+    // 1. The disk.
+    let (flush_p50, flush_p99) = flush_latency(&store, 200)?;
+    println!(
+        "\n[flush] 4 KiB append + fdatasync in the store's directory, 200 times: p50 {} ms, p99 {} ms",
+        ms(flush_p50),
+        ms(flush_p99)
+    );
+
+    let bench_pid = std::process::id();
+
+    // 2. The no-op endpoint.
+    let noop_port = free_port()?;
+    let noop_addr: SocketAddr = ([127, 0, 0, 1], noop_port).into();
+    let mut noop = ChildGuard {
+        child: Command::new(std::env::current_exe()?)
+            .args([
+                "noop-server",
+                "--port",
+                &noop_port.to_string(),
+                "--workers",
+                &s.workers.to_string(),
+            ])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting the no-op endpoint")?,
+    };
+    wait_ready(noop_addr, "/", &mut noop).await?;
+    let noop_gen = Arc::new(Gen::new(noop_addr, 0));
+    run_load(
+        noop_addr,
+        noop_gen.clone(),
+        Pace::Closed(s.warmup),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let cpu = CpuMeter::start(&[noop.pid(), bench_pid]);
+    let noop_run = run_load(
+        noop_addr,
+        noop_gen,
+        Pace::Closed(s.duration),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    println!("\n[no-op] actix-web, {} workers, same load:", s.workers);
+    phase_line("closed loop", &noop_run, &cpu.cores(), "");
+    drop(noop);
+
+    // 3. signrelay and the NRC stand-in.
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true).await?;
+    let port = free_port()?;
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let relay = RelayCfg {
+        concurrency: cli.relay_concurrency,
+        backoff_initial_ms: 100,
+        backoff_max_secs: 1,
+        timeout_secs: 5,
+    };
+    let config = signrelay_config(port, s.workers, &store, &nrc.url, &cli.log_level, &relay);
+    let config_path = dir.path().join("signrelay.toml");
+    std::fs::write(&config_path, &config)?;
+    println!(
+        "\n[signrelay] {} serve; server.workers = {}, store.max_group = 1024 (default), \
+         relay.concurrency = {}, relay.backoff_initial_ms = {}, relay.backoff_max_secs = {}, \
+         relay.timeout_secs = {}, gosign.workability.policy = registry, auth basic (REST, SOAP), \
+         log.level = {} (JSON to {})",
+        signrelay_bin.display(),
+        s.workers,
+        relay.concurrency,
+        relay.backoff_initial_ms,
+        relay.backoff_max_secs,
+        relay.timeout_secs,
+        cli.log_level,
+        log_path.display()
+    );
+    let mut cmd = Command::new(&signrelay_bin);
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(&config_path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(std::fs::File::create(&log_path)?));
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SIGNRELAY") {
+            cmd.env_remove(k);
+        }
+    }
+    for o in &cli.overrides {
+        let Some((key, value)) = o.split_once('=') else {
+            bail!("--set takes KEY=VALUE, e.g. store.max_group=64");
+        };
+        let var = format!(
+            "SIGNRELAY__{}",
+            key.trim().replace('.', "__").to_ascii_uppercase()
+        );
+        println!("  override: {var}={value}");
+        cmd.env(var, value);
+    }
+    let mut sr = ChildGuard {
+        child: cmd.spawn().context("starting signrelay")?,
+    };
+    if let Err(e) = wait_ready(addr, "/readyz", &mut sr).await {
+        let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+        bail!("{e}\nsignrelay's log:\n{log}");
+    }
+    let sr_pid = sr.pid();
+    let rss = RssWatch::start(sr_pid);
+    let gen = Arc::new(Gen::new(addr, 0));
+    let mut registered_to = 0u64;
+    let mut all = Stats::default();
+
+    // Warm-up, which also estimates the rate: its envelopes arrive before their registration
+    // (parked), and are registered (released) after.
+    let warm = run_load(
+        addr,
+        gen.clone(),
+        Pace::Closed(s.warmup),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let estimate = warm.rate();
+    all.merge(warm.stats);
+    let used = gen.next_env.load(Relaxed);
+    register(addr, registered_to, used, s.connections).await?;
+    registered_to = used;
+    wait_drained(addr, Duration::from_secs(60)).await;
+
+    // 4. Fixed rate: RSS and callback-ack → NRC receipt.
+    let need = (s.fixed_rate * s.duration.as_secs_f64()) as u64 + 64;
+    register(addr, registered_to, registered_to + need, s.connections).await?;
+    registered_to += need;
+    wait_drained(addr, Duration::from_secs(60)).await;
+    rss.take_max_mib();
+    let m0 = Scrape::take(addr).await;
+    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    let fixed = run_load(
+        addr,
+        gen.clone(),
+        Pace::Open(s.fixed_rate / CALLBACK_SHARE, s.duration),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let fixed_cores = cpu.cores();
+    let rss_fixed = rss.take_max_mib();
+    let m1 = Scrape::take(addr).await;
+    println!("\n[signrelay] phases:");
+    phase_line(
+        &format!(
+            "open loop at {} callbacks/s (+ {} workability checks/s)",
+            fmt_rate(s.fixed_rate),
+            fmt_rate(s.fixed_rate / CALLBACK_SHARE - s.fixed_rate)
+        ),
+        &fixed,
+        &fixed_cores,
+        &format!("; max RSS {rss_fixed:.1} MiB"),
+    );
+    println!(
+        "    {}",
+        commit_summary(&m0, &m1, fixed.elapsed.as_secs_f64())
+    );
+    let used = gen.next_env.load(Relaxed);
+    if used > registered_to {
+        register(addr, registered_to, used, s.connections).await?;
+        registered_to = used;
+    }
+    let wanted: Vec<u64> = fixed.stats.terminal_acks.iter().map(|(j, _)| *j).collect();
+    let received = wait_received(&nrc, &wanted, Duration::from_secs(60)).await;
+    let mut ack_nrc: Vec<i64> = fixed
+        .stats
+        .terminal_acks
+        .iter()
+        .filter_map(|(j, acked)| {
+            let at = received.get(&tx(*j))?;
+            Some((*at - *acked).num_microseconds().unwrap_or(i64::MAX))
+        })
+        .collect();
+    ack_nrc.sort_unstable();
+    let ack_nrc_missing = wanted.len() - ack_nrc.len();
+    println!(
+        "    callback ack → NRC receipt over {} outcomes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
+        ack_nrc.len(),
+        pct(&ack_nrc, 50.0) as f64 / 1e3,
+        pct(&ack_nrc, 99.0) as f64 / 1e3,
+        ack_nrc.last().copied().unwrap_or(0) as f64 / 1e3,
+        if ack_nrc_missing > 0 {
+            format!(" ({ack_nrc_missing} not received within 60 s)")
+        } else {
+            String::new()
+        }
+    );
+    all.merge(fixed.stats);
+    wait_drained(addr, Duration::from_secs(60)).await;
+
+    // 5. Closed loop: the maximum rate.
+    let need = (estimate * s.duration.as_secs_f64() * 1.2) as u64 + 64;
+    register(addr, registered_to, registered_to + need, s.connections).await?;
+    registered_to += need;
+    wait_drained(addr, Duration::from_secs(120)).await;
+    let m0 = Scrape::take(addr).await;
+    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    eprintln!("  … closed loop (maximum rate) starts");
+    let max = run_load(
+        addr,
+        gen.clone(),
+        Pace::Closed(s.duration),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let max_cores = cpu.cores();
+    let m1 = Scrape::take(addr).await;
+    phase_line(
+        "closed loop (maximum rate)",
+        &max,
+        &max_cores,
+        &format!(
+            "; outbox at the end {:.0}",
+            m1.get("signrelay_outbox_depth", "")
+        ),
+    );
+    println!(
+        "    {}",
+        commit_summary(&m0, &m1, max.elapsed.as_secs_f64())
+    );
+    let max_rate = max.rate();
+    let used = gen.next_env.load(Relaxed);
+    let beyond = used.saturating_sub(registered_to);
+    if beyond > 0 {
+        println!("    ({beyond} envelopes beyond the registered pool: parked, registered now)");
+        register(addr, registered_to, used, s.connections).await?;
+        registered_to = used;
+    }
+    let mut max_lat = max.stats.cb_lat.clone();
+    let max_l = lat3(&mut max_lat);
+    all.merge(max.stats);
+    wait_drained(addr, Duration::from_secs(120)).await;
+
+    // 6. Open loop at half the maximum rate.
+    let half = (max_rate / 2.0).max(1.0);
+    let need = (half * s.duration.as_secs_f64()) as u64 + 64;
+    register(addr, registered_to, registered_to + need, s.connections).await?;
+    registered_to += need;
+    wait_drained(addr, Duration::from_secs(120)).await;
+    let m0 = Scrape::take(addr).await;
+    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    let half_run = run_load(
+        addr,
+        gen.clone(),
+        Pace::Open(half / CALLBACK_SHARE, s.duration),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let half_cores = cpu.cores();
+    let m1 = Scrape::take(addr).await;
+    phase_line(
+        &format!(
+            "open loop at half the maximum ({} callbacks/s + workability checks)",
+            fmt_rate(half)
+        ),
+        &half_run,
+        &half_cores,
+        "",
+    );
+    println!(
+        "    {}",
+        commit_summary(&m0, &m1, half_run.elapsed.as_secs_f64())
+    );
+    let mut half_lat = half_run.stats.cb_lat.clone();
+    let half_l = lat3(&mut half_lat);
+    all.merge(half_run.stats);
+    let used = gen.next_env.load(Relaxed);
+    if used > registered_to {
+        register(addr, registered_to, used, s.connections).await?;
+        registered_to = used;
+    }
+    let (outbox, parked) = wait_drained(addr, Duration::from_secs(120)).await;
+    if outbox + parked > 0.0 {
+        println!("    (outbox {outbox}, parked {parked} still not empty after 120 s)");
+    }
+
+    // 7. Backlog: record during an NRC outage, then time the drain.
+    nrc.set_behaviour(Behaviour::Fail {
+        status: 503,
+        retry_after: None,
+    });
+    // Every envelope handed out so far is registered (registered_to >= next_env).
+    let first_backlog = registered_to;
+    let reg_time = register(
+        addr,
+        first_backlog,
+        first_backlog + s.backlog,
+        s.connections,
+    )
+    .await?;
+    gen.next_env.store(first_backlog, Relaxed);
+    println!(
+        "  NRC outage (503): registered {} transactions in {:.1} s ({}/s)",
+        s.backlog,
+        reg_time.as_secs_f64(),
+        fmt_rate(s.backlog as f64 / reg_time.as_secs_f64().max(1e-9))
+    );
+    rss.take_max_mib();
+    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    let m0 = Scrape::take(addr).await;
+    let rec = run_load(
+        addr,
+        gen.clone(),
+        Pace::Count(s.backlog),
+        Mix::Terminal,
+        s.connections,
+    )
+    .await?;
+    let m1 = Scrape::take(addr).await;
+    phase_line(
+        "recording the backlog (terminal callbacks only)",
+        &rec,
+        &cpu.cores(),
+        "",
+    );
+    println!(
+        "    {}",
+        commit_summary(&m0, &m1, rec.elapsed.as_secs_f64())
+    );
+    let backlog_ids: Vec<u64> = rec.stats.terminal_acks.iter().map(|(j, _)| *j).collect();
+    all.merge(rec.stats);
+    let outbox = m1.get("signrelay_outbox_depth", "");
+    let retries_outage = m1.get("signrelay_relay_deliveries_total", "\"retry\"");
+    let switch_at = Utc::now();
+    let attempts_before = nrc.attempts();
+    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    nrc.set_behaviour(Behaviour::Accept);
+    let n = backlog_ids.len();
+    let deadline = Instant::now() + Duration::from_secs(60 + s.backlog / 500);
+    while nrc.attempts() < attempts_before + n && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let drain_cores = cpu.cores();
+    let received = wait_received(&nrc, &backlog_ids, Duration::from_secs(60)).await;
+    let times: Vec<DateTime<Utc>> = backlog_ids
+        .iter()
+        .filter_map(|j| received.get(&tx(*j)).copied())
+        .collect();
+    let rss_drain = rss.take_max_mib();
+    let (drain_total, drain_steady, reopen_ms) = match (times.iter().min(), times.iter().max()) {
+        (Some(first), Some(last)) => {
+            let total = (*last - switch_at).num_microseconds().unwrap_or(1).max(1) as f64 / 1e6;
+            let steady = (*last - *first).num_microseconds().unwrap_or(1).max(1) as f64 / 1e6;
+            (
+                times.len() as f64 / total,
+                times.len() as f64 / steady,
+                (*first - switch_at).num_milliseconds(),
+            )
+        }
+        _ => (0.0, 0.0, 0),
+    };
+    println!(
+        "  backlog of {} outcomes (outbox {:.0}, {:.0} failed attempts during the outage); NRC back: \
+         first delivery after {} ms, all {} delivered at {}/s from the switch ({}/s from the first \
+         delivery); CPU cores used: signrelay {:.2}, bench (NRC stand-in) {:.2}, rest of the \
+         machine {:.2}; max RSS {:.1} MiB",
+        n,
+        outbox,
+        retries_outage,
+        reopen_ms,
+        times.len(),
+        fmt_rate(drain_total),
+        fmt_rate(drain_steady),
+        drain_cores[0],
+        drain_cores[1],
+        drain_cores[2],
+        rss_drain
+    );
+
+    // 8. Everything acknowledged reached the NRC?
+    let mut acked: HashSet<u64> = all.terminal_acks.iter().map(|(j, _)| *j).collect();
+    acked.extend(all.dup_terminal.iter().copied());
+    let acked: Vec<u64> = acked.into_iter().collect();
+    let received = wait_received(&nrc, &acked, Duration::from_secs(60)).await;
+    let missing = acked
+        .iter()
+        .filter(|j| !received.contains_key(&tx(**j)))
+        .count();
+    let all_received = nrc.received();
+    let unique: HashSet<&str> = all_received
+        .iter()
+        .filter_map(|r| r.body["kenmerken"]["transaction_id"].as_str())
+        .collect();
+    let nrc_dupes = all_received.len() - unique.len();
+    let refused = nrc.refused().len();
+    let peak_rss = proc_status_kib(sr_pid, "VmHWM:").unwrap_or(0) as f64 / 1024.0;
+    let sr_cpu = cpu_secs(sr_pid);
+    drop(rss);
+    drop(sr);
+    let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+    let (errors, warnings) = (
+        log.matches(r#""level":"ERROR""#).count(),
+        log.matches(r#""level":"WARN""#).count(),
+    );
+    println!(
+        "\n  acknowledged terminal outcomes: {}; received by the NRC: {}; missing at the NRC: {missing}; \
+         NRC notifications {} ({} repeated, {} refused); signrelay CPU {:.1} s; log {} lines \
+         ({} errors, {} warnings)",
+        acked.len(),
+        acked.len() - missing,
+        all_received.len(),
+        nrc_dupes,
+        refused,
+        sr_cpu,
+        log.lines().count(),
+        errors,
+        warnings
+    );
+    println!(
+        "  every acknowledged outcome reached the NRC: {}",
+        if missing == 0 { "yes" } else { "NO" }
+    );
+
+    // 9. The table.
+    let noop_rate = noop_run.rate();
+    let ratio = max_rate / noop_rate.max(1e-9);
+    let mut noop_lat = noop_run.stats.cb_lat.clone();
+    let noop_l = lat3(&mut noop_lat);
+    let p99_bound = 2 * flush_p99 + 5000;
+    let ack_p50 = pct(&ack_nrc, 50.0);
+    let rows = vec![
+        row(
+            "acknowledged callbacks/s (closed loop, durable)",
+            format!("{}/s", fmt_rate(max_rate)),
+        ),
+        row(
+            "no-op actix-web endpoint, same load",
+            format!("{}/s", fmt_rate(noop_rate)),
+        ),
+        target(
+            "signrelay / no-op",
+            format!("{:.0} %", ratio * 100.0),
+            "≥ 50 %".into(),
+            ratio >= 0.5,
+        ),
+        row(
+            "intake latency at max p50 / p99 / p99.9",
+            format!("{} / {} / {} ms", ms(max_l.0), ms(max_l.1), ms(max_l.2)),
+        ),
+        row(
+            "no-op latency at max p50 / p99 / p99.9",
+            format!("{} / {} / {} ms", ms(noop_l.0), ms(noop_l.1), ms(noop_l.2)),
+        ),
+        row(
+            "disk flush (4 KiB + fdatasync) p50 / p99",
+            format!("{} / {} ms", ms(flush_p50), ms(flush_p99)),
+        ),
+        target(
+            format!(
+                "intake latency at {}/s (half max) p50 / p99 / p99.9",
+                fmt_rate(half)
+            ),
+            format!("{} / {} / {} ms", ms(half_l.0), ms(half_l.1), ms(half_l.2)),
+            format!("p99 ≤ 2 × flush p99 + 5 = {} ms", ms(p99_bound)),
+            half_l.1 <= p99_bound,
+        ),
+        target(
+            format!(
+                "callback ack → NRC receipt p50 / p99 (at {}/s)",
+                fmt_rate(s.fixed_rate)
+            ),
+            format!(
+                "{:.2} / {:.2} ms",
+                ack_p50 as f64 / 1e3,
+                pct(&ack_nrc, 99.0) as f64 / 1e3
+            ),
+            "p50 ≤ 20 ms".into(),
+            ack_p50 <= 20_000 && ack_nrc_missing == 0,
+        ),
+        target(
+            format!(
+                "backlog drain ({} outcomes) after NRC outage",
+                fmt_rate(n as f64)
+            ),
+            format!(
+                "{}/s ({}/s after the first delivery)",
+                fmt_rate(drain_total),
+                fmt_rate(drain_steady)
+            ),
+            "≥ 5 000/s".into(),
+            drain_total >= 5000.0,
+        ),
+        target(
+            format!(
+                "RSS at {} callbacks/s (max sampled)",
+                fmt_rate(s.fixed_rate)
+            ),
+            format!("{rss_fixed:.1} MiB"),
+            "≤ 64 MiB".into(),
+            rss_fixed <= 64.0,
+        ),
+        row("peak RSS, whole run (VmHWM)", format!("{peak_rss:.1} MiB")),
+        row(
+            "acknowledged outcomes missing at the NRC",
+            format!("{missing} of {}", acked.len()),
+        ),
+    ];
+    println!("\nResults");
+    print_table(&rows);
+    if cli.keep {
+        let kept = dir.keep();
+        println!("\nkept: {}", kept.display());
+    }
+    if missing > 0 {
+        bail!("{missing} acknowledged outcomes never reached the NRC");
+    }
+    Ok(())
+}
+
+/// Polls the stand-in until every envelope in `wanted` was received (or `timeout`); returns
+/// transaction id → first receipt.
+async fn wait_received(
+    nrc: &NrcStandIn,
+    wanted: &[u64],
+    timeout: Duration,
+) -> HashMap<String, DateTime<Utc>> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        let mut map: HashMap<String, DateTime<Utc>> = HashMap::new();
+        for r in nrc.received() {
+            if let Some(t) = r.body["kenmerken"]["transaction_id"].as_str() {
+                map.entry(t.to_string())
+                    .and_modify(|at| *at = (*at).min(r.at))
+                    .or_insert(r.at);
+            }
+        }
+        let done = wanted.iter().all(|j| map.contains_key(&tx(*j)));
+        if done || Instant::now() >= deadline {
+            return map;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+struct RelayCfg {
+    concurrency: usize,
+    backoff_initial_ms: u64,
+    backoff_max_secs: u64,
+    timeout_secs: u64,
+}
+
+fn signrelay_config(
+    port: u16,
+    workers: usize,
+    store: &Path,
+    nrc_url: &str,
+    log_level: &str,
+    relay: &RelayCfg,
+) -> String {
+    let store = store.display().to_string().replace('\\', "\\\\");
+    format!(
+        r#"[server]
+listen = "127.0.0.1:{port}"
+workers = {workers}
+public_url = "http://127.0.0.1:{port}"
+
+[log]
+format = "json"
+level = "{log_level}"
+
+[store]
+path = "{store}"
+
+[relay]
+concurrency = {concurrency}
+backoff_initial_ms = {backoff_initial_ms}
+backoff_max_secs = {backoff_max_secs}
+timeout_secs = {timeout_secs}
+
+[nrc]
+url = "{nrc_url}"
+client_id = "{NRC_CLIENT}"
+secret = "{NRC_SECRET}"
+
+[admin.auth]
+method = "api-key"
+header = "X-Api-Key"
+key = "{ADMIN_KEY}"
+
+[gosign.rest.auth]
+method = "basic"
+username = "{GOSIGN_USER}"
+password = "{GOSIGN_PASSWORD}"
+
+[gosign.soap]
+enabled = true
+
+[gosign.soap.auth]
+method = "basic"
+username = "{GOSIGN_USER}"
+password = "{GOSIGN_PASSWORD}"
+
+[gosign.workability]
+policy = "registry"
+"#,
+        concurrency = relay.concurrency,
+        backoff_initial_ms = relay.backoff_initial_ms,
+        backoff_max_secs = relay.backoff_max_secs,
+        timeout_secs = relay.timeout_secs,
+    )
+}
+
+fn cpu_model() -> String {
+    std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, m)| m.trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into())
+}
+
+fn mem_total() -> String {
+    proc_meminfo_kib("MemTotal:")
+        .map(|k| format!("{:.1} GiB memory", k as f64 / 1024.0 / 1024.0))
+        .unwrap_or_default()
+}
+
+fn proc_meminfo_kib(key: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/meminfo").ok()?;
+    s.lines()
+        .find(|l| l.starts_with(key))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()
+}
+
+/// The device and filesystem type of the mount holding `path` (longest matching mount point).
+fn filesystem_of(path: &Path) -> String {
+    let Ok(mounts) = std::fs::read_to_string("/proc/mounts") else {
+        return "unknown filesystem".into();
+    };
+    let path = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    mounts
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f.len() >= 3 && path.starts_with(f[1])).then(|| (f[1].len(), f[0], f[2]))
+        })
+        .max_by_key(|(len, _, _)| *len)
+        .map(|(_, dev, fs)| format!("{fs} on {dev}"))
+        .unwrap_or_else(|| "unknown filesystem".into())
+}
