@@ -47,6 +47,7 @@ impl Application {
             StoreOptions {
                 relay_progress: config.relay.relay_progress,
                 max_group: config.store.max_group,
+                min_free_bytes: config.store.min_free_mib * 1024 * 1024,
             },
             Some(metrics.clone()),
         )?;
@@ -210,10 +211,13 @@ impl Application {
         })
         .client_request_timeout(client_timeout)
         .client_disconnect_timeout(Duration::from_secs(5))
-        // No keep-alive: actix times out the headers of a connection's first request only,
+        // Off by default: actix times out the headers of a connection's first request only,
         // so a kept-alive connection could trickle (or stall) its next request's headers
         // forever. Each request on its own connection is always under the timeout.
-        .keep_alive(actix_web::http::KeepAlive::Disabled)
+        .keep_alive(match config.server.keep_alive_secs {
+            0 => actix_web::http::KeepAlive::Disabled,
+            secs => actix_web::http::KeepAlive::Timeout(Duration::from_secs(secs)),
+        })
         .max_connections(10_000)
         .shutdown_timeout(config.server.shutdown_timeout_secs);
         if config.server.workers > 0 {

@@ -34,6 +34,10 @@ pub struct ServerConfig {
     pub client_timeout_secs: u64,
     /// On shutdown, how long in-flight requests get to finish.
     pub shutdown_timeout_secs: u64,
+    /// HTTP keep-alive, seconds; 0 (default) closes each connection after its response.
+    /// actix times out only the first request's headers on a connection, so with keep-alive a
+    /// client could trickle a later request forever.
+    pub keep_alive_secs: u64,
     /// Largest registry/admin request body.
     pub api_body_limit_kib: usize,
     /// The URL vendors reach signrelay at (used as the address in served WSDLs).
@@ -68,6 +72,9 @@ pub struct StoreConfig {
     pub purge_interval_secs: u64,
     /// Most callbacks that share one flush.
     pub max_group: usize,
+    /// Below this much free disk space new callbacks are answered "retry later" (and
+    /// readiness fails), so that the disk never fills up under a write.
+    pub min_free_mib: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -252,6 +259,7 @@ impl Default for ServerConfig {
             workers: 0,
             client_timeout_secs: 30,
             shutdown_timeout_secs: 30,
+            keep_alive_secs: 0,
             api_body_limit_kib: 100,
             public_url: "http://localhost:8080".into(),
         }
@@ -274,6 +282,7 @@ impl Default for StoreConfig {
             retention_days: 30,
             purge_interval_secs: 3600,
             max_group: 1024,
+            min_free_mib: 256,
         }
     }
 }

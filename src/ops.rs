@@ -21,9 +21,14 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<Ops>) {
         .route("/metrics", web::get().to(metrics));
 }
 
-/// The process is up and serving.
-async fn healthz() -> HttpResponse {
-    HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+/// The process is up and serving, or needs a restart (a durable write failed: the store
+/// refuses all work until it is reopened), so that an orchestrator restarts it.
+async fn healthz(ops: web::Data<Ops>) -> HttpResponse {
+    if ops.store.needs_restart() {
+        HttpResponse::ServiceUnavailable().json(serde_json::json!({"status": "restart_required"}))
+    } else {
+        HttpResponse::Ok().json(serde_json::json!({"status": "ok"}))
+    }
 }
 
 /// Ready to take callbacks: the store is writable and the relay worker is alive.

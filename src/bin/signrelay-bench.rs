@@ -64,9 +64,13 @@ struct Cli {
     /// signrelay's `relay.concurrency` for the run.
     #[arg(long, default_value_t = 16)]
     relay_concurrency: usize,
-    /// signrelay's log level (its JSON log goes to a file in the temporary directory).
+    /// signrelay's log level.
     #[arg(long, default_value = "info")]
     log_level: String,
+    /// Where signrelay's JSON log goes (default: a file in the temporary directory, next to
+    /// the store, as a service logging to its disk would).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
     /// The fixed rate of the RSS and ack → NRC phase, callbacks/s.
     #[arg(long, default_value_t = 1000.0)]
     fixed_rate: f64,
@@ -1256,7 +1260,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .context("temporary directory")?;
     let store = dir.path().join("store");
     std::fs::create_dir_all(&store)?;
-    let log_path = dir.path().join("signrelay.log");
+    let log_path = cli
+        .log_file
+        .clone()
+        .unwrap_or_else(|| dir.path().join("signrelay.log"));
 
     println!("signrelay-bench");
     println!(

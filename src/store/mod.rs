@@ -32,6 +32,10 @@ pub enum StoreError {
     NotFound,
     #[error("database {0} is in use by another process (a running instance?)")]
     Locked(String),
+    /// Free space is below `store.min_free_mib`: new work is refused before the disk is full,
+    /// so that no write ever fails half-way.
+    #[error("the store's disk is nearly full ({free_mib} MiB free)")]
+    DiskLow { free_mib: u64 },
 }
 
 impl From<sled::Error> for StoreError {
@@ -204,4 +208,7 @@ pub trait Store: Send + Sync + 'static {
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError>;
     fn depths(&self) -> Depths;
+    /// True once the store refuses all work until the process restarts (a durable write
+    /// failed): liveness turns red so that an orchestrator restarts the instance.
+    fn needs_restart(&self) -> bool;
 }

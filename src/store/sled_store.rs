@@ -24,6 +24,8 @@ pub struct StoreOptions {
     /// Progress events go to the outbox too (otherwise they are recorded only).
     pub relay_progress: bool,
     pub max_group: usize,
+    /// New callbacks and registrations are refused below this much free disk space.
+    pub min_free_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -31,6 +33,7 @@ impl Default for StoreOptions {
         Self {
             relay_progress: false,
             max_group: 1024,
+            min_free_bytes: 0,
         }
     }
 }
@@ -120,6 +123,19 @@ impl SledStore {
         }
     }
 
+    /// Refuses new work while the disk holding the store is nearly full.
+    fn room(&self) -> Result<(), StoreError> {
+        if self.options.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match free_bytes(&self.path) {
+            Some(free) if free < self.options.min_free_bytes => Err(StoreError::DiskLow {
+                free_mib: free / (1024 * 1024),
+            }),
+            _ => Ok(()),
+        }
+    }
+
     /// Encodes a payload for the archive off the async runtime (large ones are fsynced files).
     async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
         let archive = self.archive.clone();
@@ -127,6 +143,18 @@ impl SledStore {
             .await
             .map_err(|_| StoreError::Closed)?
     }
+}
+
+/// Bytes available to an unprivileged writer on the filesystem holding `path`.
+fn free_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Puts an event into the outbox, due now.
@@ -198,6 +226,7 @@ fn dead_letter(
 impl Store for SledStore {
     async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
         self.usable()?;
+        self.room()?;
         // A retried large delivery need not write its file again.
         if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
             return Ok(Recorded::Duplicate {
@@ -283,6 +312,7 @@ impl Store for SledStore {
         dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
         self.usable()?;
+        self.room()?;
         let dkey = keys::delivery(&dedup_key);
         if let Some(id) = self.tree.get(&dkey)? {
             if let Some(q) = self.tree.get(keys::quarantine(uuid_at(&id)?))? {
@@ -318,6 +348,7 @@ impl Store for SledStore {
     }
 
     async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
+        self.room()?;
         self.writer
             .write(move |s| {
                 let rkey = keys::registration(reg.vendor, &reg.transaction_id);
@@ -565,6 +596,7 @@ impl Store for SledStore {
     }
 
     async fn probe(&self) -> Result<(), StoreError> {
+        self.room()?;
         let archive = self.archive.clone();
         tokio::task::spawn_blocking(move || archive.probe())
             .await
@@ -641,6 +673,10 @@ impl Store for SledStore {
             .scan_prefix(keys::QUARANTINE)
             .map(|kv| parse("quarantine", &kv?.1))
             .collect()
+    }
+
+    fn needs_restart(&self) -> bool {
+        self.writer.failed()
     }
 
     fn depths(&self) -> Depths {

@@ -548,6 +548,11 @@ async fn full_disk_answers_retry_later_on_every_surface() {
     // Not ready. (The 5 s probe alone may not notice a full disk: its few bytes fit in
     // blocks the store already has. A failed write reports at once.)
     wait_ready(&app, 503, Duration::from_secs(1)).await;
+    // Liveness asks for the restart that alone makes the store usable again.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 503);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["status"], "restart_required");
     let (_, status_ping) = app.admin_get("/gosign/rest/status").await;
     assert_eq!(
         status_ping["services"]["workNotification"]["available"], false,
@@ -593,6 +598,49 @@ async fn full_disk_answers_retry_later_on_every_surface() {
         app.nrc.wait_for(3, Duration::from_millis(300)).await.len(),
         2
     );
+    app.stop().await;
+    drop(disk);
+}
+
+#[tokio::test]
+async fn low_disk_space_is_refused_before_any_write_fails() {
+    let Some(disk) = small_disk("64m") else {
+        return;
+    };
+    let store = disk.path().join("store");
+    let app = spawn_app_with(|c| {
+        c.store.path = store.clone();
+        c.store.min_free_mib = 40;
+        c.gosign.soap.enabled = true;
+        c.gosign.soap.auth = Some(AuthConfig::None);
+    })
+    .await;
+    let tx = "LOW-1";
+    assert_eq!(app.register(tx, "zaak-low").await.status(), 201);
+    // Leave about 20 MiB free: under the floor, far from full.
+    let filler = disk.path().join("filler");
+    std::fs::write(&filler, vec![0u8; 40 << 20]).unwrap();
+    let body = work(tx, "SIGN_PROCESS_ENDED").to_string();
+    for _ in 0..2 {
+        let (status, answer) = app.notify(tx, body.clone()).await;
+        assert_eq!(status, 200);
+        assert_eq!(answer["outcome"], "failed_please_retry", "{answer}");
+    }
+    let (status, text) = soap_post(&app, &soap_work(tx, None)).await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("<success>false</success>"), "{text}");
+    wait_ready(&app, 503, Duration::from_secs(7)).await;
+    // Nothing failed half-way: the process stays live and recovers by itself.
+    let r = app.client.get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    assert!(app.events(&format!("transaction_id={tx}")).await.is_empty());
+
+    std::fs::remove_file(&filler).unwrap();
+    let (status, answer) = app.notify(tx, body).await;
+    assert_eq!((status, answer), (200, json!({"outcome": "succeeded"})));
+    wait_ready(&app, 200, Duration::from_secs(7)).await;
+    let got = app.nrc.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
     app.stop().await;
     drop(disk);
 }

@@ -35,6 +35,8 @@ pub fn test_config(store: &Path, nrc_url: &str) -> Config {
     cfg.server.workers = 2;
     cfg.server.shutdown_timeout_secs = 2;
     cfg.store.path = store.to_path_buf();
+    // Tests that fill a disk set their own floor.
+    cfg.store.min_free_mib = 0;
     cfg.nrc.url = nrc_url.to_string();
     cfg.nrc.client_id = NRC_CLIENT.into();
     cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());
