@@ -48,6 +48,7 @@ impl Application {
                 relay_progress: config.relay.relay_progress,
                 max_group: config.store.max_group,
                 min_free_bytes: config.store.min_free_mib * 1024 * 1024,
+                cache_bytes: config.store.cache_mib * 1024 * 1024,
             },
             Some(metrics.clone()),
         )?;

@@ -75,6 +75,8 @@ pub struct StoreConfig {
     /// Below this much free disk space new callbacks are answered "retry later" (and
     /// readiness fails), so that the disk never fills up under a write.
     pub min_free_mib: u64,
+    /// Memory for the store's page cache, MiB.
+    pub cache_mib: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -283,6 +285,7 @@ impl Default for StoreConfig {
             purge_interval_secs: 3600,
             max_group: 1024,
             min_free_mib: 256,
+            cache_mib: 32,
         }
     }
 }

@@ -26,6 +26,8 @@ pub struct StoreOptions {
     pub max_group: usize,
     /// New callbacks and registrations are refused below this much free disk space.
     pub min_free_bytes: u64,
+    /// sled's page cache (its default, 1 GiB, would grow the process with every callback).
+    pub cache_bytes: u64,
 }
 
 impl Default for StoreOptions {
@@ -34,6 +36,7 @@ impl Default for StoreOptions {
             relay_progress: false,
             max_group: 1024,
             min_free_bytes: 0,
+            cache_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -70,6 +73,7 @@ impl SledStore {
         let db = sled::Config::new()
             .path(path.join("sled"))
             .mode(sled::Mode::HighThroughput)
+            .cache_capacity(options.cache_bytes)
             .open()
             .map_err(|e| match e {
                 sled::Error::Io(io) if io.kind() == std::io::ErrorKind::WouldBlock => {
