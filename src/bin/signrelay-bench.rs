@@ -46,7 +46,7 @@ const DOC_BYTES: usize = 16 * 1024;
 struct Cli {
     #[command(subcommand)]
     mode: Option<Mode>,
-    /// Seconds of each measured phase (closed loop, half rate, 1 000/s).
+    /// Seconds of the closed-loop phases (no-op, maximum rate) and of the half-rate phase.
     #[arg(long, default_value_t = 10.0)]
     duration: f64,
     /// Concurrent keep-alive connections of the load generator.
@@ -74,6 +74,9 @@ struct Cli {
     /// The fixed rate of the RSS and ack → NRC phase, callbacks/s.
     #[arg(long, default_value_t = 1000.0)]
     fixed_rate: f64,
+    /// Seconds of the fixed-rate phase (long enough to see whether RSS levels off).
+    #[arg(long, default_value_t = 30.0)]
+    fixed_duration: f64,
     /// The signrelay binary (default: `signrelay` next to this one).
     #[arg(long)]
     signrelay: Option<PathBuf>,
@@ -749,6 +752,11 @@ async fn run_load(
     })
 }
 
+/// Progress on stderr, so that stdout holds the results only.
+fn progress(what: &str) {
+    eprintln!("  … {what}");
+}
+
 fn preview(b: &[u8]) -> String {
     String::from_utf8_lossy(&b[..b.len().min(200)]).into_owned()
 }
@@ -907,7 +915,7 @@ impl Drop for RssWatch {
     }
 }
 
-/// Busy CPU seconds of the whole machine (all cores), from /proc/stat.
+/// Busy CPU seconds of the whole machine (all cores) outside niced processes, from /proc/stat.
 fn machine_busy_secs() -> f64 {
     let Ok(s) = std::fs::read_to_string("/proc/stat") else {
         return 0.0;
@@ -920,8 +928,10 @@ fn machine_busy_secs() -> f64 {
         .skip(1)
         .filter_map(|v| v.parse().ok())
         .collect();
-    // user nice system idle iowait irq softirq steal (guest time is inside user).
-    let busy: u64 = f.iter().take(8).sum::<u64>() - f.get(3).unwrap_or(&0) - f.get(4).unwrap_or(&0);
+    // user nice system idle iowait irq softirq steal (guest time is inside user). Niced
+    // processes (background builds, fuzzers) yield to the run and are left out.
+    let at = |i: usize| f.get(i).copied().unwrap_or(0);
+    let busy: u64 = f.iter().take(8).sum::<u64>() - at(1) - at(3) - at(4);
     busy as f64 / 100.0
 }
 
@@ -1144,7 +1154,21 @@ fn print_table(rows: &[Row]) {
     }
 }
 
+/// Phases during which other processes used a noticeable share of the machine.
+static DISTURBED: std::sync::Mutex<Vec<(String, f64)>> = std::sync::Mutex::new(Vec::new());
+
+/// Notes a phase as disturbed when the rest of the machine used over a quarter of a core.
+fn note_disturbance(name: &str, rest: f64) {
+    if rest > 0.25 {
+        DISTURBED
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((name.to_string(), rest));
+    }
+}
+
 fn phase_line(name: &str, p: &PhaseOut, cores: &[f64], extra: &str) {
+    note_disturbance(name, cores.get(2).copied().unwrap_or(0.0));
     let mut lat = p.stats.cb_lat.clone();
     let (p50, p99, p999) = lat3(&mut lat);
     println!(
@@ -1199,6 +1223,7 @@ fn newest_source(dir: &Path) -> Option<SystemTime> {
 
 struct Settings {
     duration: Duration,
+    fixed_duration: Duration,
     warmup: Duration,
     connections: usize,
     backlog: u64,
@@ -1227,10 +1252,11 @@ async fn wait_ready(addr: SocketAddr, path: &str, child: &mut ChildGuard) -> any
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let s = Settings {
-        duration: Duration::from_secs_f64(if cli.quick { 1.0 } else { cli.duration }),
-        warmup: Duration::from_secs_f64(if cli.quick { 0.5 } else { 2.0 }),
+        duration: Duration::from_secs_f64(if cli.quick { 0.7 } else { cli.duration }),
+        fixed_duration: Duration::from_secs_f64(if cli.quick { 0.7 } else { cli.fixed_duration }),
+        warmup: Duration::from_secs_f64(if cli.quick { 0.3 } else { 2.0 }),
         connections: if cli.quick { 16 } else { cli.connections },
-        backlog: if cli.quick { 1000 } else { cli.backlog },
+        backlog: if cli.quick { 500 } else { cli.backlog },
         workers: if cli.workers == 0 { cores } else { cli.workers },
         fixed_rate: cli.fixed_rate,
     };
@@ -1274,13 +1300,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         filesystem_of(&store)
     );
     println!(
-        "  load: {} keep-alive connections; phases of {:.0} s; mix per request: 83 % callbacks on \
-         new envelopes (of these 55 % REST SIGN_PROCESS_ENDED, 5 % of which with a {} KiB \
-         signed PDF inline, 5 % ENVELOPE_REJECTED, 5 % PROCESS_CANCELLED, 10 % Extended format, \
-         15 % SOAP workNotification, 10 % STEP_CLOSED progress), 7 % duplicates, 5 % REST \
-         workability checks, 5 % SOAP getEnvelopeExternalStatus",
+        "  load: {} keep-alive connections; phases of {:.1} s (fixed rate: {:.1} s); mix per \
+         request: 83 % callbacks on new envelopes (of these 55 % REST SIGN_PROCESS_ENDED, 5 % the \
+         same with a {} KiB signed PDF inline, 5 % ENVELOPE_REJECTED, 5 % PROCESS_CANCELLED, \
+         10 % Extended format, 15 % SOAP workNotification, 5 % STEP_CLOSED progress), \
+         7 % duplicates (the same body again), 5 % REST workability checks, 5 % SOAP \
+         getEnvelopeExternalStatus",
         s.connections,
         s.duration.as_secs_f64(),
+        s.fixed_duration.as_secs_f64(),
         DOC_BYTES / 1024
     );
 
@@ -1314,6 +1342,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     };
     wait_ready(noop_addr, "/", &mut noop).await?;
     let noop_gen = Arc::new(Gen::new(noop_addr, 0));
+    progress("no-op: warm-up, then closed loop");
     run_load(
         noop_addr,
         noop_gen.clone(),
@@ -1332,7 +1361,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .await?;
     println!("\n[no-op] actix-web, {} workers, same load:", s.workers);
-    phase_line("closed loop", &noop_run, &cpu.cores(), "");
+    phase_line("no-op closed loop", &noop_run, &cpu.cores(), "");
     drop(noop);
 
     // 3. signrelay and the NRC stand-in.
@@ -1349,7 +1378,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let config_path = dir.path().join("signrelay.toml");
     std::fs::write(&config_path, &config)?;
     println!(
-        "\n[signrelay] {} serve; server.workers = {}, store.max_group = 1024 (default), \
+        "\n[signrelay] {} serve; server.workers = {}, server.keep_alive_secs = 75, \
+         store.max_group = 1024 (default), \
          relay.concurrency = {}, relay.backoff_initial_ms = {}, relay.backoff_max_secs = {}, \
          relay.timeout_secs = {}, gosign.workability.policy = registry, auth basic (REST, SOAP), \
          log.level = {} (JSON to {})",
@@ -1394,45 +1424,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     }
     let sr_pid = sr.pid();
     let rss = RssWatch::start(sr_pid);
+    let rss_now = || proc_status_kib(sr_pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
+    println!("  RSS after start, idle: {:.1} MiB", rss_now());
     let gen = Arc::new(Gen::new(addr, 0));
     let mut registered_to = 0u64;
     let mut all = Stats::default();
 
-    // Warm-up, which also estimates the rate: its envelopes arrive before their registration
-    // (parked), and are registered (released) after.
-    let warm = run_load(
-        addr,
-        gen.clone(),
-        Pace::Closed(s.warmup),
-        Mix::Full,
-        s.connections,
-    )
-    .await?;
-    let estimate = warm.rate();
-    all.merge(warm.stats);
-    let used = gen.next_env.load(Relaxed);
-    register(addr, registered_to, used, s.connections).await?;
-    registered_to = used;
-    wait_drained(addr, Duration::from_secs(60)).await;
-
     // 4. Fixed rate: RSS and callback-ack → NRC receipt.
-    let need = (s.fixed_rate * s.duration.as_secs_f64()) as u64 + 64;
+    let need = (s.fixed_rate * s.fixed_duration.as_secs_f64()) as u64 + 64;
     register(addr, registered_to, registered_to + need, s.connections).await?;
     registered_to += need;
     wait_drained(addr, Duration::from_secs(60)).await;
     rss.take_max_mib();
+    let rss_before = rss_now();
     let m0 = Scrape::take(addr).await;
     let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    progress("signrelay: open loop at the fixed rate");
     let fixed = run_load(
         addr,
         gen.clone(),
-        Pace::Open(s.fixed_rate / CALLBACK_SHARE, s.duration),
+        Pace::Open(s.fixed_rate / CALLBACK_SHARE, s.fixed_duration),
         Mix::Full,
         s.connections,
     )
     .await?;
     let fixed_cores = cpu.cores();
-    let rss_fixed = rss.take_max_mib();
+    let rss_after = rss_now();
+    let rss_fixed = rss.take_max_mib().max(rss_after);
     let m1 = Scrape::take(addr).await;
     println!("\n[signrelay] phases:");
     phase_line(
@@ -1443,7 +1461,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         &fixed,
         &fixed_cores,
-        &format!("; max RSS {rss_fixed:.1} MiB"),
+        &format!(
+            "; RSS {rss_before:.1} MiB before, {rss_after:.1} MiB after (max {rss_fixed:.1}): \
+             {:+.1} MiB per 10 000 callbacks",
+            (rss_after - rss_before) / fixed.stats.acked.max(1) as f64 * 10_000.0
+        ),
     );
     println!(
         "    {}",
@@ -1468,8 +1490,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     ack_nrc.sort_unstable();
     let ack_nrc_missing = wanted.len() - ack_nrc.len();
     println!(
-        "    callback ack → NRC receipt over {} outcomes: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms{}",
+        "    callback ack → NRC receipt over {} outcomes: min {:.2} ms, p50 {:.2} ms, p99 {:.2} ms, \
+         max {:.2} ms (negative: the NRC had it before the vendor had its answer){}",
         ack_nrc.len(),
+        ack_nrc.first().copied().unwrap_or(0) as f64 / 1e3,
         pct(&ack_nrc, 50.0) as f64 / 1e3,
         pct(&ack_nrc, 99.0) as f64 / 1e3,
         ack_nrc.last().copied().unwrap_or(0) as f64 / 1e3,
@@ -1479,17 +1503,38 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             String::new()
         }
     );
+    let fixed_acked = fixed.stats.acked;
     all.merge(fixed.stats);
     wait_drained(addr, Duration::from_secs(60)).await;
 
-    // 5. Closed loop: the maximum rate.
+    // 5. Warm-up, which also estimates the maximum rate. Envelopes beyond the registered pool
+    // arrive before their registration (parked) and are registered (released) after.
+    progress("signrelay: warm-up");
+    let warm = run_load(
+        addr,
+        gen.clone(),
+        Pace::Closed(s.warmup),
+        Mix::Full,
+        s.connections,
+    )
+    .await?;
+    let estimate = warm.rate();
+    all.merge(warm.stats);
+    let used = gen.next_env.load(Relaxed);
+    if used > registered_to {
+        register(addr, registered_to, used, s.connections).await?;
+        registered_to = used;
+    }
+    wait_drained(addr, Duration::from_secs(60)).await;
+
+    // 6. Closed loop: the maximum rate.
     let need = (estimate * s.duration.as_secs_f64() * 1.2) as u64 + 64;
     register(addr, registered_to, registered_to + need, s.connections).await?;
     registered_to += need;
     wait_drained(addr, Duration::from_secs(120)).await;
     let m0 = Scrape::take(addr).await;
     let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
-    eprintln!("  … closed loop (maximum rate) starts");
+    progress("signrelay: closed loop (maximum rate)");
     let max = run_load(
         addr,
         gen.clone(),
@@ -1526,7 +1571,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     all.merge(max.stats);
     wait_drained(addr, Duration::from_secs(120)).await;
 
-    // 6. Open loop at half the maximum rate.
+    // 7. Open loop at half the maximum rate.
     let half = (max_rate / 2.0).max(1.0);
     let need = (half * s.duration.as_secs_f64()) as u64 + 64;
     register(addr, registered_to, registered_to + need, s.connections).await?;
@@ -1534,6 +1579,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     wait_drained(addr, Duration::from_secs(120)).await;
     let m0 = Scrape::take(addr).await;
     let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    progress("signrelay: open loop at half the maximum");
     let half_run = run_load(
         addr,
         gen.clone(),
@@ -1570,7 +1616,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         println!("    (outbox {outbox}, parked {parked} still not empty after 120 s)");
     }
 
-    // 7. Backlog: record during an NRC outage, then time the drain.
+    // 8. Backlog: record during an NRC outage, then time the drain.
     nrc.set_behaviour(Behaviour::Fail {
         status: 503,
         retry_after: None,
@@ -1594,6 +1640,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     rss.take_max_mib();
     let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
     let m0 = Scrape::take(addr).await;
+    progress("signrelay: recording the backlog during the NRC outage");
     let rec = run_load(
         addr,
         gen.clone(),
@@ -1620,6 +1667,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let switch_at = Utc::now();
     let attempts_before = nrc.attempts();
     let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
+    progress("signrelay: NRC back, draining the backlog");
     nrc.set_behaviour(Behaviour::Accept);
     let n = backlog_ids.len();
     let deadline = Instant::now() + Duration::from_secs(60 + s.backlog / 500);
@@ -1627,6 +1675,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let drain_cores = cpu.cores();
+    note_disturbance("backlog drain", drain_cores[2]);
     let received = wait_received(&nrc, &backlog_ids, Duration::from_secs(60)).await;
     let times: Vec<DateTime<Utc>> = backlog_ids
         .iter()
@@ -1663,7 +1712,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         rss_drain
     );
 
-    // 8. Everything acknowledged reached the NRC?
+    // 9. Everything acknowledged reached the NRC?
     let mut acked: HashSet<u64> = all.terminal_acks.iter().map(|(j, _)| *j).collect();
     acked.extend(all.dup_terminal.iter().copied());
     let acked: Vec<u64> = acked.into_iter().collect();
@@ -1707,7 +1756,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if missing == 0 { "yes" } else { "NO" }
     );
 
-    // 9. The table.
+    // 10. The table.
     let noop_rate = noop_run.rate();
     let ratio = max_rate / noop_rate.max(1e-9);
     let mut noop_lat = noop_run.stats.cb_lat.clone();
@@ -1743,7 +1792,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         target(
             format!(
-                "intake latency at {}/s (half max) p50 / p99 / p99.9",
+                "intake latency at {} callbacks/s (half max) p50 / p99 / p99.9",
                 fmt_rate(half)
             ),
             format!("{} / {} / {} ms", ms(half_l.0), ms(half_l.1), ms(half_l.2)),
@@ -1752,7 +1801,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         target(
             format!(
-                "callback ack → NRC receipt p50 / p99 (at {}/s)",
+                "callback ack → NRC receipt p50 / p99 (at {} callbacks/s)",
                 fmt_rate(s.fixed_rate)
             ),
             format!(
@@ -1778,21 +1827,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         target(
             format!(
-                "RSS at {} callbacks/s (max sampled)",
+                "RSS at {} callbacks/s (max sampled over the phase)",
                 fmt_rate(s.fixed_rate)
             ),
-            format!("{rss_fixed:.1} MiB"),
+            format!(
+                "{rss_fixed:.1} MiB ({:+.1} MiB per 10 000 callbacks)",
+                (rss_after - rss_before) / fixed_acked.max(1) as f64 * 10_000.0
+            ),
             "≤ 64 MiB".into(),
             rss_fixed <= 64.0,
         ),
         row("peak RSS, whole run (VmHWM)", format!("{peak_rss:.1} MiB")),
         row(
             "acknowledged outcomes missing at the NRC",
-            format!("{missing} of {}", acked.len()),
+            format!("{missing} of {}", fmt_rate(acked.len() as f64)),
         ),
     ];
     println!("\nResults");
     print_table(&rows);
+    let disturbed = DISTURBED.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if !disturbed.is_empty() {
+        println!(
+            "\nNOTE: other processes used this machine during the run; these figures are disturbed:"
+        );
+        for (phase, rest) in disturbed {
+            println!("  {phase}: {rest:.2} cores used by the rest of the machine");
+        }
+    }
     if cli.keep {
         let kept = dir.keep();
         println!("\nkept: {}", kept.display());
@@ -1848,6 +1909,8 @@ fn signrelay_config(
         r#"[server]
 listen = "127.0.0.1:{port}"
 workers = {workers}
+# The load generator keeps its connections alive, as it does with the no-op endpoint.
+keep_alive_secs = 75
 public_url = "http://127.0.0.1:{port}"
 
 [log]
