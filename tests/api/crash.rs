@@ -46,7 +46,17 @@ impl Instance {
             tries += 1;
             let port = free_port();
             let config = dir.join(format!("{label}.toml"));
-            std::fs::write(&config, config_toml(port, store, nrc_url)).unwrap();
+            std::fs::write(
+                &config,
+                serve_toml(
+                    &format!("127.0.0.1:{port}"),
+                    store,
+                    nrc_url,
+                    2,
+                    RELAY_CONCURRENCY,
+                ),
+            )
+            .unwrap();
             let log = dir.join(format!("{label}.log"));
             let stderr = File::create(&log).unwrap();
             let stdout = stderr.try_clone().unwrap();
@@ -185,47 +195,6 @@ impl Drop for Instance {
 fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
-}
-
-fn config_toml(port: u16, store: &Path, nrc_url: &str) -> String {
-    let s = |v: &str| toml::Value::String(v.to_string()).to_string();
-    format!(
-        r#"[server]
-listen = "127.0.0.1:{port}"
-workers = 2
-
-[store]
-path = {store}
-
-[nrc]
-url = {nrc_url}
-client_id = {client}
-secret = {secret}
-
-[relay]
-backoff_initial_ms = 20
-backoff_max_secs = 1
-timeout_secs = 2
-concurrency = {RELAY_CONCURRENCY}
-
-[admin.auth]
-method = "api-key"
-header = "X-Api-Key"
-key = {admin}
-
-[gosign.rest.auth]
-method = "none"
-
-[log]
-format = "json"
-level = "info"
-"#,
-        store = s(&store.to_string_lossy()),
-        nrc_url = s(nrc_url),
-        client = s(NRC_CLIENT),
-        secret = s(NRC_SECRET),
-        admin = s(ADMIN_KEY),
-    )
 }
 
 /// Accepted notifications per transaction id.

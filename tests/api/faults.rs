@@ -85,47 +85,10 @@ struct Serve {
 
 impl Serve {
     async fn start(dir: &Path, store: &Path, nrc_url: &str) -> Serve {
-        let s = |v: &str| toml::Value::String(v.to_string()).to_string();
         let config = dir.join("serve.toml");
         std::fs::write(
             &config,
-            format!(
-                r#"[server]
-listen = "127.0.0.1:0"
-workers = 2
-
-[store]
-path = {store}
-
-[nrc]
-url = {nrc_url}
-client_id = {client}
-secret = {secret}
-
-[relay]
-backoff_initial_ms = 20
-backoff_max_secs = 1
-timeout_secs = 1
-concurrency = {RELAY_CONCURRENCY}
-
-[admin.auth]
-method = "api-key"
-header = "X-Api-Key"
-key = {admin}
-
-[gosign.rest.auth]
-method = "none"
-
-[log]
-format = "json"
-level = "info"
-"#,
-                store = s(&store.to_string_lossy()),
-                nrc_url = s(nrc_url),
-                client = s(NRC_CLIENT),
-                secret = s(NRC_SECRET),
-                admin = s(ADMIN_KEY),
-            ),
+            serve_toml("127.0.0.1:0", store, nrc_url, 1, RELAY_CONCURRENCY),
         )
         .unwrap();
         let log = dir.join("serve.log");

@@ -247,3 +247,53 @@ pub async fn eventually<T>(timeout: Duration, mut f: impl FnMut() -> Option<T>) 
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A TOML config for running the real binary (`signrelay serve`) against the NRC stand-in:
+/// fast retries, GoSign REST without authentication, JSON logs.
+pub fn serve_toml(
+    listen: &str,
+    store: &Path,
+    nrc_url: &str,
+    relay_timeout_secs: u64,
+    relay_concurrency: usize,
+) -> String {
+    let s = |v: &str| toml::Value::String(v.to_string()).to_string();
+    format!(
+        r#"[server]
+listen = "{listen}"
+workers = 2
+
+[store]
+path = {store}
+min_free_mib = 0
+
+[nrc]
+url = {nrc_url}
+client_id = {client}
+secret = {secret}
+
+[relay]
+backoff_initial_ms = 20
+backoff_max_secs = 1
+timeout_secs = {relay_timeout_secs}
+concurrency = {relay_concurrency}
+
+[admin.auth]
+method = "api-key"
+header = "X-Api-Key"
+key = {admin}
+
+[gosign.rest.auth]
+method = "none"
+
+[log]
+format = "json"
+level = "info"
+"#,
+        store = s(&store.to_string_lossy()),
+        nrc_url = s(nrc_url),
+        client = s(NRC_CLIENT),
+        secret = s(NRC_SECRET),
+        admin = s(ADMIN_KEY),
+    )
+}
