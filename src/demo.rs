@@ -11,12 +11,15 @@ use serde_json::{json, Value};
 use crate::app::Application;
 use crate::auth::AuthConfig;
 use crate::config::{Config, LogFormat, Secret};
+use crate::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use crate::testkit::nrc::NrcStandIn;
 
 const NRC_SECRET: &str = "demo-nrc-secret";
 const ADMIN_KEY: &str = "demo-admin-key-0123456789";
 const GOSIGN_USER: &str = "gosign";
 const GOSIGN_PASSWORD: &str = "demo-gosign-password";
+/// "%PDF-1.4 demo" in base64: the signed document GoSign sends inline.
+const DEMO_PDF: &str = "JVBERi0xLjQgZGVtbw==";
 
 struct Demo {
     http: reqwest::Client,
@@ -112,54 +115,6 @@ impl Demo {
     }
 }
 
-fn work(envelope: &str, kind: &str, note: Option<&str>, with_document: bool) -> String {
-    let mut v = json!({
-        "envelopeExternalId": envelope,
-        "notificationType": kind,
-        "liveStatus": [{"mgrName": "Jan", "mgrSurname": "Jansen", "status": "WKD", "startedAt": "2026-11-23T09:00:00Z", "endedAt": "2026-11-23T09:05:00Z", "stepNumber": 1, "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}}]
-    });
-    if let Some(n) = note {
-        v["note"] = json!(n);
-    }
-    if with_document {
-        // "%PDF-1.4 demo" in base64.
-        v["documents"] = json!([{"docExternalId": "DOC-1", "content": {"mimeType": "application/pdf", "data": "JVBERi0xLjQgZGVtbw=="}}]);
-    }
-    v.to_string()
-}
-
-/// A SOAP 1.1 workNotification (ch. 7.1).
-fn soap_work(envelope: &str, kind: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
-  <soapenv:Body>
-    <wk:workNotification>
-      <envelopeExternalId>{envelope}</envelopeExternalId>
-      <notificationType>{kind}</notificationType>
-      <liveStatus>
-        <stepEvent>
-          <mgrName>Jan</mgrName><mgrSurname>Jansen</mgrSurname><status>WKD</status>
-          <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
-          <stepNumber>1</stepNumber>
-        </stepEvent>
-      </liveStatus>
-    </wk:workNotification>
-  </soapenv:Body>
-</soapenv:Envelope>"#
-    )
-}
-
-fn soap_status(envelopes: &[&str]) -> String {
-    let list: String = envelopes
-        .iter()
-        .map(|e| format!("<envelopeExtIdList>{e}</envelopeExtIdList>"))
-        .collect();
-    format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:getEnvelopeExternalStatusRequest xmlns:ns2="http://www.infocert.it/smartsign/schema/wknotif"><userExtId>jjansen</userExtId>{list}</ns2:getEnvelopeExternalStatusRequest></soap:Body></soap:Envelope>"#
-    )
-}
-
 pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary store")?;
     let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
@@ -214,13 +169,13 @@ pub async fn run() -> anyhow::Result<()> {
 
     println!("\nGoSign calls back (REST):");
     let steps: Vec<(&str, &str, String)> = vec![
-        ("ENV-1001", "STEP_CLOSED (progress)", work("ENV-1001", "STEP_CLOSED", None, false)),
-        ("ENV-1001", "SIGN_PROCESS_ENDED + signed PDF", work("ENV-1001", "SIGN_PROCESS_ENDED", None, true)),
-        ("ENV-1001", "SIGN_PROCESS_ENDED again (duplicate)", work("ENV-1001", "SIGN_PROCESS_ENDED", None, true)),
-        ("ENV-1002", "ENVELOPE_REJECTED", work("ENV-1002", "ENVELOPE_REJECTED", Some("bedrag klopt niet"), false)),
+        ("ENV-1001", "STEP_CLOSED (progress)", work_notification("ENV-1001", "STEP_CLOSED", None, None)),
+        ("ENV-1001", "SIGN_PROCESS_ENDED + signed PDF", work_notification("ENV-1001", "SIGN_PROCESS_ENDED", None, Some(DEMO_PDF))),
+        ("ENV-1001", "SIGN_PROCESS_ENDED again (duplicate)", work_notification("ENV-1001", "SIGN_PROCESS_ENDED", None, Some(DEMO_PDF))),
+        ("ENV-1002", "ENVELOPE_REJECTED", work_notification("ENV-1002", "ENVELOPE_REJECTED", Some("bedrag klopt niet"), None)),
         ("ENV-1003", "Extended: STO after STP", json!({"externalId": "ENV-1003", "status": "STO", "previousStatus": "STP", "completedAt": 1_763_888_400_000i64}).to_string()),
-        ("ENV-1004", "SIGN_PROCESS_ENDED before registration", work("ENV-1004", "SIGN_PROCESS_ENDED", None, false)),
-        ("ENV-1002", "SIGN_PROCESS_ENDED after rejection (conflict)", work("ENV-1002", "SIGN_PROCESS_ENDED", None, false)),
+        ("ENV-1004", "SIGN_PROCESS_ENDED before registration", work_notification("ENV-1004", "SIGN_PROCESS_ENDED", None, None)),
+        ("ENV-1002", "SIGN_PROCESS_ENDED after rejection (conflict)", work_notification("ENV-1002", "SIGN_PROCESS_ENDED", None, None)),
         ("ENV-1005", "malformed JSON", "{\"envelopeExternalId\": \"ENV-1005\", ".to_string()),
     ];
     for (env, what, body) in &steps {
@@ -231,15 +186,18 @@ pub async fn run() -> anyhow::Result<()> {
     println!("\nGoSign calls back (SOAP, ch. 7):");
     println!(
         "  POST /gosign/soap  workNotification ENV-2001 SIGN_PROCESS_ENDED          -> {}",
-        d.soap(soap_work("ENV-2001", "SIGN_PROCESS_ENDED")).await?
+        d.soap(soap_work_notification("ENV-2001", "SIGN_PROCESS_ENDED"))
+            .await?
     );
     println!(
         "  POST /gosign/soap  workNotification ENV-1001 SIGN_PROCESS_ENDED (also REST) -> {}",
-        d.soap(soap_work("ENV-1001", "SIGN_PROCESS_ENDED")).await?
+        d.soap(soap_work_notification("ENV-1001", "SIGN_PROCESS_ENDED"))
+            .await?
     );
     println!(
         "  POST /gosign/soap  workNotification ENV-2002 NEW_TYPE (unknown)          -> {}",
-        d.soap(soap_work("ENV-2002", "NEW_TYPE")).await?
+        d.soap(soap_work_notification("ENV-2002", "NEW_TYPE"))
+            .await?
     );
 
     println!("\nGoSign asks whether envelopes are still workable (policy: registry):");
@@ -263,7 +221,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  (case application withdraws ENV-3001)");
     println!(
         "  POST /gosign/soap  getEnvelopeExternalStatus ENV-3001 -> {}",
-        d.soap(soap_status(&["ENV-3001"])).await?
+        d.soap(soap_status_request(&["ENV-3001"])).await?
     );
 
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -24,6 +24,7 @@ use anyhow::{bail, Context};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
+use signrelay::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use signrelay::testkit::nrc::{Behaviour, NrcStandIn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -370,54 +371,8 @@ fn tx(j: u64) -> String {
     format!("BENCH-{j:08}")
 }
 
-fn work_json(envelope: &str, kind: &str, note: Option<&str>, doc: Option<&str>) -> String {
-    let mut v = serde_json::json!({
-        "envelopeExternalId": envelope,
-        "notificationType": kind,
-        "liveStatus": [{"mgrName": "Jan", "mgrSurname": "Jansen", "status": "WKD", "startedAt": "2026-11-23T09:00:00Z", "endedAt": "2026-11-23T09:05:00Z", "stepNumber": 1, "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}}]
-    });
-    if let Some(n) = note {
-        v["note"] = serde_json::json!(n);
-    }
-    if let Some(d) = doc {
-        v["documents"] = serde_json::json!([{"docExternalId": "DOC-1", "content": {"mimeType": "application/pdf", "data": d}}]);
-    }
-    v.to_string()
-}
-
 fn extended_json(envelope: &str) -> String {
     serde_json::json!({"externalId": envelope, "status": "STO", "previousStatus": "WKD", "completedAt": 1_763_888_400_000i64}).to_string()
-}
-
-fn soap_work(envelope: &str, kind: &str) -> String {
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
-  <soapenv:Body>
-    <wk:workNotification>
-      <envelopeExternalId>{envelope}</envelopeExternalId>
-      <notificationType>{kind}</notificationType>
-      <liveStatus>
-        <stepEvent>
-          <mgrName>Jan</mgrName><mgrSurname>Jansen</mgrSurname><status>WKD</status>
-          <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
-          <stepNumber>1</stepNumber>
-        </stepEvent>
-      </liveStatus>
-    </wk:workNotification>
-  </soapenv:Body>
-</soapenv:Envelope>"#
-    )
-}
-
-fn soap_status(envelopes: &[String]) -> String {
-    let list: String = envelopes
-        .iter()
-        .map(|e| format!("<envelopeExtIdList>{e}</envelopeExtIdList>"))
-        .collect();
-    format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:getEnvelopeExternalStatusRequest xmlns:ns2="http://www.infocert.it/smartsign/schema/wknotif"><userExtId>jjansen</userExtId>{list}</ns2:getEnvelopeExternalStatusRequest></soap:Body></soap:Envelope>"#
-    )
 }
 
 fn registration_json(j: u64) -> String {
@@ -498,32 +453,41 @@ impl Gen {
             (k, _) => k,
         };
         match kind {
-            Kind::Soap => (self.soap(&soap_work(&id, "SIGN_PROCESS_ENDED")), true),
+            Kind::Soap => (
+                self.soap(&soap_work_notification(&id, "SIGN_PROCESS_ENDED")),
+                true,
+            ),
             Kind::Extended => (self.notify(&id, &extended_json(&id)), true),
             Kind::Progress => (
-                self.notify(&id, &work_json(&id, "STEP_CLOSED", None, None)),
+                self.notify(&id, &work_notification(&id, "STEP_CLOSED", None, None)),
                 false,
             ),
             Kind::RestRejected => (
                 self.notify(
                     &id,
-                    &work_json(&id, "ENVELOPE_REJECTED", Some("bedrag klopt niet"), None),
+                    &work_notification(&id, "ENVELOPE_REJECTED", Some("bedrag klopt niet"), None),
                 ),
                 true,
             ),
             Kind::RestCancelled => (
-                self.notify(&id, &work_json(&id, "PROCESS_CANCELLED", None, None)),
+                self.notify(
+                    &id,
+                    &work_notification(&id, "PROCESS_CANCELLED", None, None),
+                ),
                 true,
             ),
             Kind::RestDoneDoc => (
                 self.notify(
                     &id,
-                    &work_json(&id, "SIGN_PROCESS_ENDED", None, Some(&self.doc_b64)),
+                    &work_notification(&id, "SIGN_PROCESS_ENDED", None, Some(&self.doc_b64)),
                 ),
                 true,
             ),
             Kind::RestDone => (
-                self.notify(&id, &work_json(&id, "SIGN_PROCESS_ENDED", None, None)),
+                self.notify(
+                    &id,
+                    &work_notification(&id, "SIGN_PROCESS_ENDED", None, None),
+                ),
                 true,
             ),
         }
@@ -554,7 +518,7 @@ impl Gen {
             }
             Slot::WorkSoap => {
                 let ids: Vec<String> = (1..=3).map(|k| tx(recent(k * 7))).collect();
-                (self.soap(&soap_status(&ids)), What::Work)
+                (self.soap(&soap_status_request(&ids)), What::Work)
             }
             Slot::Duplicate if current >= first_env + DUP_DISTANCE => {
                 let j = current - DUP_DISTANCE;

@@ -10,7 +10,6 @@ use crate::helpers::*;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::File;
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -190,11 +189,6 @@ impl Drop for Instance {
             eprintln!("--- log of {} ---\n{}", self.log.display(), self.log_tail());
         }
     }
-}
-
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
 }
 
 /// Accepted notifications per transaction id.

@@ -29,31 +29,6 @@ const WAIT: Duration = Duration::from_secs(10);
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const WKNOTIF: &str = "http://www.infocert.it/smartsign/schema/wknotif";
 
-/// The value of one sample of the Prometheus text exposition.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (n, lbls) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if n != name {
-            continue;
-        }
-        let pairs: Vec<(&str, &str)> = lbls
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k, v.trim_matches('"')))
-            .collect();
-        if labels.iter().all(|l| pairs.contains(l)) {
-            return value.parse().ok();
-        }
-    }
-    None
-}
-
 /// A SOAP 1.1 workNotification for `tx`, optionally with an inline document.
 fn soap_work(tx: &str, document: Option<&str>) -> String {
     let docs = document

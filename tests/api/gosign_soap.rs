@@ -586,12 +586,6 @@ async fn delivered_event(app: &TestApp, tx: &str) -> Value {
     ev[0].clone()
 }
 
-/// A free loopback port (bound, then released).
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").unwrap();
-    l.local_addr().unwrap().port()
-}
-
 // ---------------------------------------------------------------------------------------------
 // getEnvelopeExternalStatus (7.2)
 

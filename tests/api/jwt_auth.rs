@@ -174,7 +174,7 @@ async fn wait_metric(
 ) -> f64 {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
-        let v = metric(&app.metrics().await, name, labels);
+        let v = counter(&app.metrics().await, name, labels);
         if pred(v) {
             return v;
         }
@@ -186,17 +186,8 @@ async fn wait_metric(
 }
 
 /// A counter's value in the Prometheus text, 0 when the series is absent.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    text.lines()
-        .find(|l| {
-            l.starts_with(&format!("{name}{{"))
-                && labels
-                    .iter()
-                    .all(|(k, v)| l.contains(&format!(r#"{k}="{v}""#)))
-        })
-        .and_then(|l| l.rsplit_once(' '))
-        .map(|(_, v)| v.parse().unwrap())
-        .unwrap_or(0.0)
+fn counter(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric(text, name, labels).unwrap_or(0.0)
 }
 
 const FETCHES: &str = "signrelay_jwks_fetches_total";
@@ -364,7 +355,7 @@ async fn a_valid_token_is_accepted_and_its_caller_recorded() {
 
     let m = app.metrics().await;
     assert_eq!(
-        metric(
+        counter(
             &m,
             "signrelay_auth_successes_total",
             &[("surface", "gosign.rest"), ("method", "jwt")]
@@ -372,7 +363,7 @@ async fn a_valid_token_is_accepted_and_its_caller_recorded() {
         7.0,
         "{m}"
     );
-    assert_eq!(metric(&m, FAILURES, &[("surface", "gosign.rest")]), 0.0);
+    assert_eq!(counter(&m, FAILURES, &[("surface", "gosign.rest")]), 0.0);
     // Discovered once (openidconnect reads the JWKS then too), keys fetched once at start:
     assert_eq!(
         idp.hits(&format!("/{TENANT}/v2.0/.well-known/openid-configuration")),
@@ -659,7 +650,7 @@ async fn forged_and_invalid_tokens_are_refused_with_the_first_failed_check() {
     let m = app.metrics().await;
     for (code, n) in &expected {
         assert_eq!(
-            metric(
+            counter(
                 &m,
                 FAILURES,
                 &[("surface", "gosign.rest"), ("reason", code)]
@@ -669,7 +660,7 @@ async fn forged_and_invalid_tokens_are_refused_with_the_first_failed_check() {
         );
     }
     assert_eq!(
-        metric(
+        counter(
             &m,
             "signrelay_callbacks_total",
             &[("surface", "gosign.rest"), ("result", "unauthorized")]
@@ -829,16 +820,16 @@ async fn unknown_kid_is_refused_then_accepted_after_rotation_with_one_fetch() {
     assert!(app.events("transaction_id=ENV-ROT-LATE").await.is_empty());
     let m = app.metrics().await;
     assert_eq!(
-        metric(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
+        counter(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
         3.0,
         "{m}"
     );
     assert_eq!(
-        metric(&m, FETCHES, &[("issuer", &issuer), ("result", "error")]),
+        counter(&m, FETCHES, &[("issuer", &issuer), ("result", "error")]),
         0.0
     );
     assert_eq!(
-        metric(
+        counter(
             &m,
             FAILURES,
             &[("surface", "gosign.rest"), ("reason", "unknown_kid")]
@@ -955,11 +946,11 @@ async fn idp_down_with_cached_keys_still_accepts() {
     }
     let m = app.metrics().await;
     assert_eq!(
-        metric(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
+        counter(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
         1.0
     );
     assert_eq!(
-        metric(&m, FETCHES, &[("issuer", &issuer), ("result", "error")]),
+        counter(&m, FETCHES, &[("issuer", &issuer), ("result", "error")]),
         1.0
     );
 }
@@ -1009,7 +1000,7 @@ async fn idp_down_without_keys_refuses_with_401() {
     assert!(app.events("transaction_id=ENV-NOKEYS").await.is_empty());
     let m = app.metrics().await;
     assert_eq!(
-        metric(
+        counter(
             &m,
             FAILURES,
             &[("surface", "gosign.rest"), ("reason", "keys_unavailable")]
@@ -1017,7 +1008,7 @@ async fn idp_down_without_keys_refuses_with_401() {
         4.0
     );
     assert_eq!(
-        metric(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
+        counter(&m, FETCHES, &[("issuer", &issuer), ("result", "ok")]),
         0.0
     );
 
@@ -1143,7 +1134,7 @@ async fn soap_surface_answers_a_fault_with_the_reason() {
     let m = app.metrics().await;
     for (_, code) in &cases {
         assert_eq!(
-            metric(
+            counter(
                 &m,
                 FAILURES,
                 &[("surface", "gosign.soap"), ("reason", code)]
@@ -1152,7 +1143,7 @@ async fn soap_surface_answers_a_fault_with_the_reason() {
             "{code}: {m}"
         );
         assert_eq!(
-            metric(
+            counter(
                 &m,
                 FAILURES,
                 &[("surface", "gosign.legalbus"), ("reason", code)]
@@ -1280,7 +1271,7 @@ async fn admin_api_with_jwt_answers_problems() {
 
     let m = app.metrics().await;
     assert_eq!(
-        metric(
+        counter(
             &m,
             FAILURES,
             &[("surface", "admin"), ("reason", "token_missing")]
@@ -1288,7 +1279,7 @@ async fn admin_api_with_jwt_answers_problems() {
         6.0
     );
     assert_eq!(
-        metric(
+        counter(
             &m,
             FAILURES,
             &[("surface", "admin"), ("reason", "audience_invalid")]
@@ -1296,7 +1287,7 @@ async fn admin_api_with_jwt_answers_problems() {
         3.0
     );
     assert_eq!(
-        metric(
+        counter(
             &m,
             "signrelay_auth_successes_total",
             &[("surface", "admin"), ("method", "jwt")]
@@ -1623,7 +1614,7 @@ async fn rest_workability_routes_require_basic_or_api_key_credentials() {
                         assert_eq!(v, json!({"error": code, "detail": detail(code)}));
                         // Refused before the policy was asked.
                         assert_eq!(
-                            metric(
+                            counter(
                                 &app.metrics().await,
                                 "signrelay_workability_decisions_total",
                                 &[]
@@ -1686,7 +1677,7 @@ async fn soap_status_request_requires_basic_or_api_key_credentials() {
         let m = app.metrics().await;
         let refused = cases.iter().filter(|(_, c)| c.is_some()).count() as f64;
         assert_eq!(
-            metric(
+            counter(
                 &m,
                 "signrelay_callbacks_total",
                 &[("surface", "gosign.soap"), ("result", "unauthorized")]

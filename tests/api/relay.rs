@@ -41,31 +41,6 @@ async fn event_in_state(app: &TestApp, tx: &str, state: &str) -> Value {
     ev[0].clone()
 }
 
-/// The value of one sample of the Prometheus text exposition.
-fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-    for line in text.lines().filter(|l| !l.starts_with('#')) {
-        let Some((series, value)) = line.rsplit_once(' ') else {
-            continue;
-        };
-        let (n, lbls) = match series.split_once('{') {
-            Some((n, rest)) => (n, rest.trim_end_matches('}')),
-            None => (series, ""),
-        };
-        if n != name {
-            continue;
-        }
-        let pairs: Vec<(&str, &str)> = lbls
-            .split(',')
-            .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (k, v.trim_matches('"')))
-            .collect();
-        if labels.iter().all(|l| pairs.contains(l)) {
-            return value.parse().ok();
-        }
-    }
-    None
-}
-
 /// Polls `/metrics` until `pred` holds (or the timeout passes); returns the last text.
 async fn wait_metrics(app: &TestApp, pred: impl Fn(&str) -> bool) -> String {
     let deadline = tokio::time::Instant::now() + WAIT;

@@ -9,7 +9,7 @@ use super::soap::{receive, Received};
 use super::GosignSoap;
 use crate::event::{dedup_key, NewEvent, Outcome, Vendor};
 use crate::store::RawPayload;
-use crate::vendors::soap::{self, Element, FaultCode, SoapVersion};
+use crate::vendors::soap::{self, Element, FaultCode};
 
 pub const SURFACE: &str = "gosign.legalbus";
 
@@ -75,10 +75,6 @@ fn short(s: &str) -> String {
         .collect()
 }
 
-fn fault(version: SoapVersion, code: FaultCode, reason: &str) -> HttpResponse {
-    soap::fault_for(version, code, reason)
-}
-
 /// `POST {events_path}`: the EvelopeEventService.
 pub async fn endpoint(
     req: HttpRequest,
@@ -96,11 +92,11 @@ pub async fn endpoint(
     };
     let parsed = match soap::parse(&body.bytes) {
         Ok(p) => p,
-        Err(e) => return fault(version, FaultCode::Client, &e.0),
+        Err(e) => return soap::fault_for(version, FaultCode::Client, &e.0),
     };
     let version = parsed.version;
     if !parsed.operation.name.eq_ignore_ascii_case("OperationDone") {
-        return fault(version, FaultCode::Client, "unknown operation");
+        return soap::fault_for(version, FaultCode::Client, "unknown operation");
     }
     let raw = RawPayload {
         content_type,
@@ -116,8 +112,8 @@ pub async fn endpoint(
                 .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw, key)
                 .await
             {
-                Ok(_) => fault(version, FaultCode::Client, &reason),
-                Err(_) => fault(version, FaultCode::Server, "cannot be recorded now"),
+                Ok(_) => soap::fault_for(version, FaultCode::Client, &reason),
+                Err(_) => soap::fault_for(version, FaultCode::Server, "cannot be recorded now"),
             };
         }
     };
@@ -144,7 +140,7 @@ pub async fn endpoint(
             r#"<ns2:OperationDoneResponse xmlns:ns2="http://www.infocert.it/legalbus/schema/evelopeevent"/>"#,
         ),
         // A Server fault: LegalBus redelivers.
-        Err(_) => fault(
+        Err(_) => soap::fault_for(
             version,
             FaultCode::Server,
             "the event cannot be recorded now; please retry",
