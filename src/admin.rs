@@ -174,7 +174,13 @@ async fn register(
         .register(reg.clone())
         .await
         .map_err(ApiError::store)?;
-    tracing::info!(vendor = %vendor, transaction_id = %id, released = r.released, "transaction registered");
+    crate::telemetry::note(|n| {
+        n.result = Some("registered");
+        n.vendor = Some(vendor.as_str());
+        n.transaction_id = Some(id.clone());
+        n.released = Some(r.released);
+    });
+    tracing::debug!(vendor = %vendor, transaction_id = %id, released = r.released, "transaction registered");
     if r.released > 0 {
         api.relay_wake.notify_one();
     }

@@ -392,12 +392,22 @@ async fn request_span(
     let span =
         tracing::info_span!("request", request_id = %id, method = %req.method(), path = %path);
     let started = std::time::Instant::now();
-    let mut res = next.call(req).instrument(span.clone()).await?;
+    let (res, note) =
+        crate::telemetry::with_request_note(next.call(req).instrument(span.clone())).await;
+    let mut res = res?;
     let status = res.status().as_u16();
     span.in_scope(|| {
         tracing::info!(
             status,
             ms = started.elapsed().as_secs_f64() * 1e3,
+            result = note.result,
+            event_id = note.event_id.map(tracing::field::display),
+            vendor = note.vendor,
+            transaction_id = note.transaction_id.as_deref(),
+            outcome = note.outcome,
+            relay = note.relay,
+            released = note.released,
+            workable = note.workable,
             "request done"
         );
     });

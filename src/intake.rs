@@ -32,7 +32,15 @@ impl Intake {
         match &result {
             Ok(Recorded::New(e)) => {
                 self.metrics.callback(vendor.as_str(), surface, "recorded");
-                tracing::info!(
+                crate::telemetry::note(|n| {
+                    n.result = Some("recorded");
+                    n.event_id = Some(e.id);
+                    n.vendor = Some(e.vendor.as_str());
+                    n.transaction_id = Some(e.transaction_id.clone());
+                    n.outcome = Some(e.outcome.label());
+                    n.relay = Some(e.relay.label());
+                });
+                tracing::debug!(
                     event_id = %e.id,
                     vendor = %e.vendor,
                     transaction_id = %e.transaction_id,
@@ -46,7 +54,12 @@ impl Intake {
             }
             Ok(Recorded::Duplicate { event_id }) => {
                 self.metrics.callback(vendor.as_str(), surface, "duplicate");
-                tracing::info!(%event_id, vendor = %vendor, surface, "duplicate delivery");
+                crate::telemetry::note(|n| {
+                    n.result = Some("duplicate");
+                    n.event_id = Some(*event_id);
+                    n.vendor = Some(vendor.as_str());
+                });
+                tracing::debug!(%event_id, vendor = %vendor, surface, "duplicate delivery");
             }
             Err(e) => {
                 self.metrics
@@ -75,6 +88,10 @@ impl Intake {
         match &result {
             Ok(q) => {
                 self.metrics.callback(vendor.as_str(), surface, "discarded");
+                crate::telemetry::note(|n| {
+                    n.result = Some("quarantined");
+                    n.vendor = Some(vendor.as_str());
+                });
                 tracing::warn!(quarantine_id = %q.id, vendor = %vendor, surface, reason = %q.reason, "callback quarantined");
             }
             Err(e) => {

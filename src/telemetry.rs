@@ -37,6 +37,40 @@ pub fn init_logging(cfg: &LogConfig) {
     };
 }
 
+/// What one request did, logged once on its `request done` line: one line per request keeps
+/// the log (written synchronously, on the store's disk) from costing more than the work.
+#[derive(Debug, Default)]
+pub struct RequestNote {
+    /// `recorded`, `duplicate`, `quarantined`, `registered`, `withdrawn`, `workability`.
+    pub result: Option<&'static str>,
+    pub event_id: Option<uuid::Uuid>,
+    pub vendor: Option<&'static str>,
+    pub transaction_id: Option<String>,
+    pub outcome: Option<&'static str>,
+    pub relay: Option<&'static str>,
+    pub released: Option<usize>,
+    pub workable: Option<bool>,
+}
+
+tokio::task_local! {
+    static REQUEST_NOTE: std::cell::RefCell<RequestNote>;
+}
+
+/// Adds to the current request's log line; outside a request (relay, CLI) it does nothing.
+pub fn note(f: impl FnOnce(&mut RequestNote)) {
+    let _ = REQUEST_NOTE.try_with(|n| f(&mut n.borrow_mut()));
+}
+
+/// Runs one request's handling with a fresh [`RequestNote`] and returns what was noted.
+pub async fn with_request_note<F: std::future::Future>(fut: F) -> (F::Output, RequestNote) {
+    REQUEST_NOTE
+        .scope(std::cell::RefCell::new(RequestNote::default()), async {
+            let out = fut.await;
+            (out, REQUEST_NOTE.with(|n| n.take()))
+        })
+        .await
+}
+
 pub struct Metrics {
     registry: Registry,
     pub callbacks: IntCounterVec,

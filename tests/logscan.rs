@@ -423,11 +423,11 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     // The capture works: request lines and the app's own records are there.
     for expected in [
         "\"request done\"",
-        "\"callback recorded\"",
+        "\"result\":\"recorded\"",
         "\"callback quarantined\"",
-        "\"transaction registered\"",
+        "\"result\":\"registered\"",
         "\"caller refused\"",
-        "\"workability decided\"",
+        "\"result\":\"workability\"",
         "\"delivered to the NRC\"",
         rejected_tx,
     ] {
@@ -438,6 +438,25 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     }
     let lines = text.lines().count();
     assert!(lines > 50, "only {lines} log lines captured");
+    // A recorded callback is one line, the request's own, naming what operators look for.
+    let recorded: Vec<Value> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request done" && v["result"] == "recorded")
+        .collect();
+    assert!(!recorded.is_empty());
+    for v in &recorded {
+        for field in [
+            "event_id",
+            "vendor",
+            "transaction_id",
+            "outcome",
+            "relay",
+            "status",
+        ] {
+            assert!(!v[field].is_null(), "no {field} on {v}");
+        }
+    }
 
     let token = bearer_token();
     let markers: Vec<(&str, String)> = vec![

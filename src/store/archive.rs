@@ -32,10 +32,15 @@ impl Archive {
     }
 
     /// Encodes the sled value for a payload, writing large bodies to their own file first.
+    /// Whether `encode` writes (and fsyncs) a file for this payload.
+    pub fn goes_to_file(p: &RawPayload) -> bool {
+        p.bytes.len() > INLINE_MAX
+    }
+
     pub fn encode(&self, id: Uuid, p: &RawPayload) -> Result<Vec<u8>, StoreError> {
         let ct = p.content_type.as_bytes();
         let ct_len = ct.len().min(255);
-        let large = p.bytes.len() > INLINE_MAX;
+        let large = Self::goes_to_file(p);
         let mut v = Vec::with_capacity(2 + ct_len + if large { 0 } else { p.bytes.len() });
         v.push(if large { IN_FILE } else { INLINE });
         v.push(ct_len as u8);

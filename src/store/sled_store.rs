@@ -140,8 +140,12 @@ impl SledStore {
         }
     }
 
-    /// Encodes a payload for the archive off the async runtime (large ones are fsynced files).
+    /// Encodes a payload for the archive; large ones become fsynced files, written off the
+    /// async runtime. Small ones are a copy, not worth a thread hand-off.
     async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
+        if !Archive::goes_to_file(&p) {
+            return self.archive.encode(id, &p);
+        }
         let archive = self.archive.clone();
         tokio::task::spawn_blocking(move || archive.encode(id, &p))
             .await

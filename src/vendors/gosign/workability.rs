@@ -169,8 +169,12 @@ impl Workability {
             .workability
             .with_label_values(&[self.policy_name(), result])
             .inc();
+        crate::telemetry::note(|n| {
+            n.result = Some("workability");
+            n.workable = Some(verdict.workable);
+        });
         // Only ids and the decision: user ids and reasons may name people.
-        tracing::info!(
+        tracing::debug!(
             envelope,
             policy = self.policy_name(),
             workable = verdict.workable,
