@@ -235,11 +235,13 @@ impl Store for SledStore {
     async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
         self.usable()?;
         self.room()?;
-        // A retried large delivery need not write its file again.
+        // A retried large delivery need not write its file again. The tree shows a group as
+        // soon as it is applied, before its flush: wait for the commit in progress (an empty
+        // job completes after it) so that "duplicate" is never said of an undurable record.
         if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
-            return Ok(Recorded::Duplicate {
-                event_id: uuid_at(&id)?,
-            });
+            let event_id = uuid_at(&id)?;
+            self.writer.write(|_| Ok(())).await?;
+            return Ok(Recorded::Duplicate { event_id });
         }
         let archive_id = Uuid::now_v7();
         let encoded = self.encode_payload(archive_id, payload).await?;
@@ -771,6 +773,49 @@ mod tests {
             other => panic!("{other:?}"),
         }
         assert_eq!(s.events(&EventQuery::default()).unwrap().len(), 1);
+    }
+
+    /// The tree shows a group before its flush; a duplicate seen there is answered only once
+    /// the writer has finished the commit it is in.
+    #[tokio::test]
+    async fn a_duplicate_is_answered_only_after_the_commit_in_progress() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(dir.path()));
+        s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
+            .await
+            .unwrap();
+        // Hold the writer, as a slow flush would.
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = s.writer.clone();
+        let hold = tokio::spawn(async move {
+            writer
+                .write(move |_| {
+                    let _ = held_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+        });
+        held_rx.await.unwrap();
+        let dup = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        assert!(
+            !dup.is_finished(),
+            "answered while the writer was mid-commit"
+        );
+        release_tx.send(()).unwrap();
+        hold.await.unwrap().unwrap();
+        assert!(matches!(
+            dup.await.unwrap().unwrap(),
+            Recorded::Duplicate { .. }
+        ));
     }
 
     #[tokio::test]
