@@ -311,7 +311,7 @@ async fn fire(instance: Arc<Instance>, prefix: String, acked: Arc<Mutex<Vec<Stri
 /// none more than twice, and the store reopens after every kill.
 #[tokio::test]
 async fn repeated_sigkill_under_load_loses_nothing() {
-    const ROUNDS: usize = 10;
+    const ROUNDS: usize = 20;
     const TASKS: usize = 6;
     let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
         .await
