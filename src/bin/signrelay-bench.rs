@@ -936,13 +936,30 @@ impl CpuMeter {
 // ---------------------------------------------------------------------------------------------
 // signrelay's /metrics.
 
-struct Scrape(String);
+/// signrelay's process id, once started: scrapes also read what it wrote to the disk.
+static SIGNRELAY_PID: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes a process caused to be written to storage (`write_bytes` of /proc/<pid>/io): what
+/// reaches the disk, after the page cache, including rewrites of the same pages.
+fn disk_write_bytes(pid: u64) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/io"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("write_bytes:"))
+                .and_then(|v| v.trim().parse::<f64>().ok())
+        })
+        .unwrap_or(0.0)
+}
+
+struct Scrape(String, f64);
 
 impl Scrape {
     async fn take(addr: SocketAddr) -> Scrape {
+        let written = disk_write_bytes(SIGNRELAY_PID.load(Relaxed));
         match get(addr, "/metrics").await {
-            Ok(r) => Scrape(String::from_utf8_lossy(&r.body).into_owned()),
-            Err(_) => Scrape(String::new()),
+            Ok(r) => Scrape(String::from_utf8_lossy(&r.body).into_owned(), written),
+            Err(_) => Scrape(String::new(), written),
         }
     }
 
@@ -970,11 +987,24 @@ fn commit_summary(before: &Scrape, after: &Scrape, secs: f64) -> String {
     if commits <= 0.0 {
         return "no group commits".into();
     }
+    let recorded = after.get("signrelay_callbacks_total", "result=\"recorded\"")
+        - before.get("signrelay_callbacks_total", "result=\"recorded\"");
+    let written = after.1 - before.1;
+    let per_callback = if recorded > 0.0 {
+        format!(
+            ", {:.1} KiB per recorded callback",
+            written / recorded / 1024.0
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{:.0} group commits/s, {:.1} writes per commit, {:.2} ms per commit (first job → fdatasync)",
+        "{:.0} group commits/s, {:.1} writes per commit, {:.2} ms per commit (first job → fdatasync); \
+         disk writes {:.1} MB/s{per_callback}",
         commits / secs,
         jobs / commits,
-        commit_secs / commits * 1e3
+        commit_secs / commits * 1e3,
+        written / secs / 1e6,
     )
 }
 
@@ -1387,6 +1417,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         bail!("{e}\nsignrelay's log:\n{log}");
     }
     let sr_pid = sr.pid();
+    SIGNRELAY_PID.store(sr_pid as u64, Relaxed);
     let rss = RssWatch::start(sr_pid);
     let rss_now = || proc_status_kib(sr_pid, "VmRSS:").unwrap_or(0) as f64 / 1024.0;
     println!("  RSS after start, idle: {:.1} MiB", rss_now());
