@@ -49,6 +49,7 @@ impl Application {
                 max_group: config.store.max_group,
                 min_free_bytes: config.store.min_free_mib * 1024 * 1024,
                 cache_bytes: config.store.cache_mib * 1024 * 1024,
+                ..StoreOptions::default()
             },
             Some(metrics.clone()),
         )?;

@@ -28,6 +28,8 @@ pub struct StoreOptions {
     pub min_free_bytes: u64,
     /// sled's page cache (its default, 1 GiB, would grow the process with every callback).
     pub cache_bytes: u64,
+    /// How long a delivery result waits to share another write's commit.
+    pub lazy_window: std::time::Duration,
 }
 
 impl Default for StoreOptions {
@@ -37,6 +39,7 @@ impl Default for StoreOptions {
             max_group: 1024,
             min_free_bytes: 0,
             cache_bytes: 32 * 1024 * 1024,
+            lazy_window: super::writer::LAZY_WINDOW,
         }
     }
 }
@@ -98,6 +101,7 @@ impl SledStore {
             tree.clone(),
             db_file,
             options.max_group,
+            options.lazy_window,
             counts.clone(),
             observer,
         );
@@ -441,8 +445,10 @@ impl Store for SledStore {
     }
 
     async fn complete(&self, id: Uuid, result: DeliveryResult) -> Result<(), StoreError> {
+        // Lazy: until it is durable the relay keeps the event in flight, and a crash before
+        // that repeats one delivery (at least once), so it need not cost a sync of its own.
         self.writer
-            .write(move |s| {
+            .write_lazy(move |s| {
                 // Replayed or already completed elsewhere: nothing to do.
                 let Some(item) = dequeue(s, id)? else {
                     return Ok(());
@@ -815,6 +821,71 @@ mod tests {
         assert!(matches!(
             dup.await.unwrap().unwrap(),
             Recorded::Duplicate { .. }
+        ));
+    }
+
+    /// Counts group commits and their sizes.
+    #[derive(Default)]
+    struct Commits(std::sync::Mutex<Vec<usize>>);
+
+    impl CommitObserver for Commits {
+        fn committed(&self, jobs: usize, _seconds: f64, _ok: bool) {
+            self.0.lock().unwrap().push(jobs);
+        }
+    }
+
+    /// A delivery result waits for the next callback's commit instead of syncing on its own,
+    /// and on its own is still made durable within the lazy window.
+    #[tokio::test]
+    async fn delivery_results_share_the_next_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let commits = Arc::new(Commits::default());
+        // A wide window, so that a slow test machine cannot close it before the callback.
+        let options = StoreOptions {
+            lazy_window: std::time::Duration::from_millis(500),
+            ..StoreOptions::default()
+        };
+        let (s, writer) = SledStore::open(dir.path(), options, Some(commits.clone())).unwrap();
+        s.register(registration("T1")).await.unwrap();
+        s.register(registration("T2")).await.unwrap();
+        let first = recorded(
+            s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
+                .await
+                .unwrap(),
+        );
+        let before = commits.0.lock().unwrap().len();
+        let (done, callback) = tokio::join!(
+            s.complete(first.id, DeliveryResult::Delivered { at: Utc::now() }),
+            async {
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+                s.record(new_event("T2", Outcome::Completed, "k2"), payload(10))
+                    .await
+            }
+        );
+        done.unwrap();
+        let second = recorded(callback.unwrap());
+        assert_eq!(
+            commits.0.lock().unwrap()[before..],
+            [2],
+            "one commit for both"
+        );
+        assert!(matches!(
+            s.event(first.id).unwrap().unwrap().relay,
+            RelayState::Delivered { .. }
+        ));
+        // Alone, it is committed once the window has passed.
+        let started = std::time::Instant::now();
+        s.complete(second.id, DeliveryResult::Delivered { at: Utc::now() })
+            .await
+            .unwrap();
+        assert!(started.elapsed() < std::time::Duration::from_secs(3));
+        assert_eq!(commits.0.lock().unwrap()[before + 1..], [1]);
+        drop(s);
+        writer.join().unwrap();
+        let s = open(dir.path());
+        assert!(matches!(
+            s.event(second.id).unwrap().unwrap().relay,
+            RelayState::Delivered { .. }
         ));
     }
 

@@ -11,7 +11,7 @@ use std::fs::File;
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sled::IVec;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +20,18 @@ use super::StoreError;
 
 type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut Staging<'_>) -> Completion + Send>;
+
+/// A job and whether its caller can wait for a commit that happens anyway.
+struct Queued {
+    job: Job,
+    lazy: bool,
+}
+
+/// How long writes that need not be durable at once (delivery results: losing one repeats
+/// a delivery, at least once) wait for a commit they can share. Half of all writes are such;
+/// without a commit of their own, the store syncs (and the disk writes) a third less.
+pub const LAZY_WINDOW: Duration = Duration::from_millis(20);
+const LAZY_POLL: Duration = Duration::from_micros(500);
 
 /// Counter changes a job makes, applied once its group is durable.
 #[derive(Debug, Default, Clone, Copy)]
@@ -133,7 +145,7 @@ pub trait CommitObserver: Send + Sync {
 
 #[derive(Clone)]
 pub struct Writer {
-    tx: mpsc::Sender<Job>,
+    tx: mpsc::Sender<Queued>,
     /// Set once a group commit failed; see [`poisoned`].
     failed: Arc<AtomicBool>,
 }
@@ -159,10 +171,11 @@ impl Writer {
         tree: sled::Tree,
         db_file: File,
         max_group: usize,
+        lazy_window: Duration,
         counts: Arc<Counts>,
         observer: Option<Arc<dyn CommitObserver>>,
     ) -> (Writer, std::thread::JoinHandle<()>) {
-        let (tx, mut rx) = mpsc::channel::<Job>(max_group * 4);
+        let (tx, mut rx) = mpsc::channel::<Queued>(max_group * 4);
         let failed = Arc::new(AtomicBool::new(false));
         let poison = failed.clone();
         let handle = std::thread::Builder::new()
@@ -172,15 +185,28 @@ impl Writer {
                 while let Some(first) = rx.blocking_recv() {
                     let started = Instant::now();
                     let mut staging = Staging::new(&tree);
+                    let mut eager = false;
                     let mut next = Some(first);
-                    while let Some(job) = next.take() {
-                        let done = job(&mut staging);
-                        let d = staging.deltas;
-                        staging.commit_job();
-                        completions.push((done, d));
-                        if completions.len() < max_group {
-                            next = rx.try_recv().ok();
+                    loop {
+                        while let Some(q) = next.take() {
+                            eager |= !q.lazy;
+                            let done = (q.job)(&mut staging);
+                            let d = staging.deltas;
+                            staging.commit_job();
+                            completions.push((done, d));
+                            if completions.len() < max_group {
+                                next = rx.try_recv().ok();
+                            }
                         }
+                        if eager
+                            || completions.len() >= max_group
+                            || started.elapsed() >= lazy_window
+                        {
+                            break;
+                        }
+                        // Only lazy writes so far: give an eager one a moment to come.
+                        std::thread::sleep(LAZY_POLL);
+                        next = rx.try_recv().ok();
                     }
                     let group = std::mem::take(&mut staging.group);
                     let result = if poison.load(Ordering::SeqCst) {
@@ -220,6 +246,24 @@ impl Writer {
         R: Send + 'static,
         F: FnOnce(&mut Staging<'_>) -> Result<R, StoreError> + Send + 'static,
     {
+        self.queue(f, false).await
+    }
+
+    /// As [`Writer::write`], for a write that may wait a moment ([`LAZY_WINDOW`] by default)
+    /// to share a commit that other writes make anyway.
+    pub async fn write_lazy<R, F>(&self, f: F) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Staging<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
+        self.queue(f, true).await
+    }
+
+    async fn queue<R, F>(&self, f: F, lazy: bool) -> Result<R, StoreError>
+    where
+        R: Send + 'static,
+        F: FnOnce(&mut Staging<'_>) -> Result<R, StoreError> + Send + 'static,
+    {
         if self.failed() {
             return Err(poisoned());
         }
@@ -233,7 +277,10 @@ impl Writer {
                 let _ = tx.send(commit.and(outcome));
             })
         });
-        self.tx.send(job).await.map_err(|_| StoreError::Closed)?;
+        self.tx
+            .send(Queued { job, lazy })
+            .await
+            .map_err(|_| StoreError::Closed)?;
         rx.await.map_err(|_| StoreError::Closed)?
     }
 }
