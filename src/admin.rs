@@ -295,10 +295,8 @@ async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<Admin
         Some(e) => e.archive_id,
         None => api
             .store
-            .quarantined()
+            .quarantine_entry(id)
             .map_err(ApiError::store)?
-            .into_iter()
-            .find(|q| q.id == id)
             .map(|q| q.archive_id)
             .ok_or_else(|| ApiError::not_found("the event"))?,
     };

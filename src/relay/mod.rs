@@ -209,7 +209,7 @@ impl Relay {
             DeliveryResult::Park => tracing::info!(event_id = %id, "no registration; parked"),
         }
         // If this write fails the entry stays in the outbox and is tried again: at least once.
-        if let Err(e) = self.store.complete(id, result).await {
+        if let Err(e) = self.store.complete(id, item.due, result).await {
             self.health.store_result(false);
             tracing::error!(event_id = %id, error = %e, "cannot record delivery result");
         }

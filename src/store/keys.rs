@@ -10,7 +10,8 @@ pub const DELIVERY: &[u8] = b"d/"; // d/<dedup key>          -> event id
 pub const EVENT: &[u8] = b"e/"; // e/<event uuid>           -> SigningEvent json
 pub const PAYLOAD: &[u8] = b"p/"; // p/<archive uuid>       -> archived payload
 pub const OUTBOX: &[u8] = b"o/"; // o/<due ms><event uuid>  -> OutboxItem json
-pub const OUTBOX_BY_EVENT: &[u8] = b"O/"; // O/<event uuid> -> due ms
+/// An index by event that older stores have; removed when such a store is opened.
+pub const LEGACY_OUTBOX_BY_EVENT: &[u8] = b"O/";
 pub const TERMINAL: &[u8] = b"t/"; // t/<vendor>\0<tx>      -> event id + outcome label relayed
 pub const PARKED: &[u8] = b"k/"; // k/<vendor>\0<tx>\0<id>  -> parked-at ms
 pub const REGISTRATION: &[u8] = b"r/"; // r/<vendor>\0<tx>  -> Registration json
@@ -48,10 +49,6 @@ pub fn outbox(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
 pub fn outbox_due(key: &[u8]) -> Option<DateTime<Utc>> {
     let ms = u64::from_be_bytes(key.get(2..10)?.try_into().ok()?);
     Utc.timestamp_millis_opt(ms as i64).single()
-}
-
-pub fn outbox_by_event(id: Uuid) -> Vec<u8> {
-    cat(&[OUTBOX_BY_EVENT, id.as_bytes()])
 }
 
 /// `<vendor>\0<tx>`; transaction ids never contain NUL (checked at the surfaces).

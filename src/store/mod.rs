@@ -192,7 +192,14 @@ pub trait Store: Send + Sync + 'static {
     fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
     /// When the earliest outbox entry is due.
     fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    async fn complete(&self, event_id: Uuid, result: DeliveryResult) -> Result<(), StoreError>;
+    /// Records the result of delivering the outbox entry of `event_id` due at `due`; does
+    /// nothing when that entry is no longer there.
+    async fn complete(
+        &self,
+        event_id: Uuid,
+        due: DateTime<Utc>,
+        result: DeliveryResult,
+    ) -> Result<(), StoreError>;
     /// Moves a dead letter back into the outbox.
     async fn replay(&self, event_id: Uuid) -> Result<(), StoreError>;
     /// Dead-letters parked events older than `cutoff`; returns how many.
@@ -207,6 +214,7 @@ pub trait Store: Send + Sync + 'static {
     fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError>;
     fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
     fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError>;
+    fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError>;
     fn depths(&self) -> Depths;
     /// True once the store refuses all work until the process restarts (a durable write
     /// failed): liveness turns red so that an orchestrator restarts the instance.

@@ -88,6 +88,12 @@ impl SledStore {
                 other => StoreError::from(other),
             })?;
         let tree = db.open_tree("signrelay")?;
+        // Stores written before 0.1.1 kept an outbox index by event; nothing reads it now.
+        let mut legacy = sled::Batch::default();
+        for k in tree.scan_prefix(keys::LEGACY_OUTBOX_BY_EVENT).keys() {
+            legacy.remove(k?);
+        }
+        tree.apply_batch(legacy)?;
         let db_file = File::open(path.join("sled").join("db"))?;
         let archive = Arc::new(Archive::open(path.join("payloads"))?);
         let counts = Arc::new(Counts::default());
@@ -179,25 +185,25 @@ fn enqueue(s: &mut Staging<'_>, id: Uuid, now: DateTime<Utc>, attempts: u32) {
         last_error: None,
     };
     s.insert(keys::outbox(now, id), json(&item));
-    s.insert(keys::outbox_by_event(id), keys::ms(now).to_vec());
     s.deltas.outbox += 1;
 }
 
-/// Takes an event out of the outbox; returns its entry if it was there.
-fn dequeue(s: &mut Staging<'_>, id: Uuid) -> Result<Option<OutboxItem>, StoreError> {
-    let Some(due) = s.get(&keys::outbox_by_event(id))? else {
+/// Takes an event's entry due at `due` out of the outbox; returns it if it was there. The
+/// relay knows the due time of what it delivered, so no index by event is kept (fewer writes
+/// per callback).
+fn dequeue(
+    s: &mut Staging<'_>,
+    id: Uuid,
+    due: DateTime<Utc>,
+) -> Result<Option<OutboxItem>, StoreError> {
+    let key = keys::outbox(due, id);
+    let Some(v) = s.get(&key)? else {
         return Ok(None);
     };
-    let due = keys::from_ms(&due).ok_or_else(|| StoreError::Corrupt("outbox index".into()))?;
-    let key = keys::outbox(due, id);
-    let item = match s.get(&key)? {
-        Some(v) => Some(parse::<OutboxItem>("outbox", &v)?),
-        None => None,
-    };
+    let item = parse::<OutboxItem>("outbox", &v)?;
     s.remove(key);
-    s.remove(keys::outbox_by_event(id));
     s.deltas.outbox -= 1;
-    Ok(item)
+    Ok(Some(item))
 }
 
 fn load_event(s: &Staging<'_>, id: Uuid) -> Result<SigningEvent, StoreError> {
@@ -444,13 +450,18 @@ impl Store for SledStore {
         }
     }
 
-    async fn complete(&self, id: Uuid, result: DeliveryResult) -> Result<(), StoreError> {
+    async fn complete(
+        &self,
+        id: Uuid,
+        due: DateTime<Utc>,
+        result: DeliveryResult,
+    ) -> Result<(), StoreError> {
         // Lazy: until it is durable the relay keeps the event in flight, and a crash before
         // that repeats one delivery (at least once), so it need not cost a sync of its own.
         self.writer
             .write_lazy(move |s| {
                 // Replayed or already completed elsewhere: nothing to do.
-                let Some(item) = dequeue(s, id)? else {
+                let Some(item) = dequeue(s, id, due)? else {
                     return Ok(());
                 };
                 let attempts = item.attempts + 1;
@@ -468,7 +479,6 @@ impl Store for SledStore {
                             ..item
                         };
                         s.insert(keys::outbox(due, id), json(&next));
-                        s.insert(keys::outbox_by_event(id), keys::ms(due).to_vec());
                         s.deltas.outbox += 1;
                     }
                     DeliveryResult::DeadLetter {
@@ -691,6 +701,14 @@ impl Store for SledStore {
             .collect()
     }
 
+    fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError> {
+        self.usable()?;
+        match self.tree.get(keys::quarantine(id))? {
+            Some(v) => Ok(Some(parse("quarantine", &v)?)),
+            None => Ok(None),
+        }
+    }
+
     fn needs_restart(&self) -> bool {
         self.writer.failed()
     }
@@ -752,6 +770,16 @@ mod tests {
             trigger,
             registered_at: Utc::now(),
         }
+    }
+
+    /// When the outbox entry of `id` is due (the relay knows it from the entry it read).
+    fn due_of(s: &SledStore, id: Uuid) -> DateTime<Utc> {
+        s.due(Utc::now() + chrono::Duration::days(3650), 10_000)
+            .unwrap()
+            .into_iter()
+            .find(|i| i.event_id == id)
+            .expect("in the outbox")
+            .due
     }
 
     fn recorded(r: Recorded) -> SigningEvent {
@@ -855,7 +883,11 @@ mod tests {
         );
         let before = commits.0.lock().unwrap().len();
         let (done, callback) = tokio::join!(
-            s.complete(first.id, DeliveryResult::Delivered { at: Utc::now() }),
+            s.complete(
+                first.id,
+                due_of(&s, first.id),
+                DeliveryResult::Delivered { at: Utc::now() }
+            ),
             async {
                 tokio::time::sleep(std::time::Duration::from_millis(5)).await;
                 s.record(new_event("T2", Outcome::Completed, "k2"), payload(10))
@@ -875,9 +907,13 @@ mod tests {
         ));
         // Alone, it is committed once the window has passed.
         let started = std::time::Instant::now();
-        s.complete(second.id, DeliveryResult::Delivered { at: Utc::now() })
-            .await
-            .unwrap();
+        s.complete(
+            second.id,
+            due_of(&s, second.id),
+            DeliveryResult::Delivered { at: Utc::now() },
+        )
+        .await
+        .unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(3));
         assert_eq!(commits.0.lock().unwrap()[before + 1..], [1]);
         drop(s);
@@ -887,6 +923,24 @@ mod tests {
             s.event(second.id).unwrap().unwrap().relay,
             RelayState::Delivered { .. }
         ));
+    }
+
+    #[tokio::test]
+    async fn an_older_stores_outbox_index_is_removed_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, writer) = SledStore::open(dir.path(), StoreOptions::default(), None).unwrap();
+        let legacy = [keys::LEGACY_OUTBOX_BY_EVENT, Uuid::now_v7().as_bytes()].concat();
+        s.writer
+            .write(move |st| {
+                st.insert(legacy, b"0".to_vec());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(s);
+        writer.join().unwrap();
+        let s = open(dir.path());
+        assert_eq!(s.tree.scan_prefix(keys::LEGACY_OUTBOX_BY_EVENT).count(), 0);
     }
 
     #[tokio::test]
@@ -976,6 +1030,7 @@ mod tests {
         let later = Utc::now() + chrono::Duration::seconds(60);
         s.complete(
             e.id,
+            due_of(&s, e.id),
             DeliveryResult::Retry {
                 due: later,
                 error: "503".into(),
@@ -995,6 +1050,7 @@ mod tests {
         );
         s.complete(
             e.id,
+            due_of(&s, e.id),
             DeliveryResult::DeadLetter {
                 reason: "400".into(),
                 nrc_status: Some(400),
@@ -1058,9 +1114,13 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        s.complete(done.id, DeliveryResult::Delivered { at: Utc::now() })
-            .await
-            .unwrap();
+        s.complete(
+            done.id,
+            due_of(&s, done.id),
+            DeliveryResult::Delivered { at: Utc::now() },
+        )
+        .await
+        .unwrap();
         let progress = recorded(
             s.record(
                 new_event("T1", Outcome::Progress { detail: "d".into() }, "p"),
