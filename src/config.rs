@@ -285,7 +285,7 @@ impl Default for StoreConfig {
             purge_interval_secs: 3600,
             max_group: 1024,
             min_free_mib: 256,
-            cache_mib: 32,
+            cache_mib: 16,
         }
     }
 }

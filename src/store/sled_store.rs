@@ -38,7 +38,7 @@ impl Default for StoreOptions {
             relay_progress: false,
             max_group: 1024,
             min_free_bytes: 0,
-            cache_bytes: 32 * 1024 * 1024,
+            cache_bytes: 16 * 1024 * 1024,
             lazy_window: super::writer::LAZY_WINDOW,
         }
     }
