@@ -240,14 +240,26 @@ pub async fn run() -> anyhow::Result<()> {
         nrc.kanaal_creations() == 1
     );
 
-    let events: Value = d
-        .http
-        .get(format!("{base}/api/v1/events?limit=1000"))
-        .header("X-Api-Key", ADMIN_KEY)
-        .send()
-        .await?
-        .json()
-        .await?;
+    // signrelay records a delivery's result just after the NRC's answer (sharing the next
+    // write's commit, at most 20 ms later): wait until nothing is still pending.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let events: Value = loop {
+        let events: Value = d
+            .http
+            .get(format!("{base}/api/v1/events?limit=1000"))
+            .header("X-Api-Key", ADMIN_KEY)
+            .send()
+            .await?
+            .json()
+            .await?;
+        let pending = events["events"]
+            .as_array()
+            .is_some_and(|a| a.iter().any(|e| e["relay"]["state"] == "pending"));
+        if !pending || tokio::time::Instant::now() >= deadline {
+            break events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     println!("\nSummary (signrelay's records):");
     println!(
         "  {:<10} {:<10} {:<34} {:<24} reden",

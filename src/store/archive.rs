@@ -31,12 +31,12 @@ impl Archive {
         self.dir.join(id.simple().to_string())
     }
 
-    /// Encodes the sled value for a payload, writing large bodies to their own file first.
     /// Whether `encode` writes (and fsyncs) a file for this payload.
     pub fn goes_to_file(p: &RawPayload) -> bool {
         p.bytes.len() > INLINE_MAX
     }
 
+    /// Encodes the sled value for a payload, writing large bodies to their own file first.
     pub fn encode(&self, id: Uuid, p: &RawPayload) -> Result<Vec<u8>, StoreError> {
         let ct = p.content_type.as_bytes();
         let ct_len = ct.len().min(255);

@@ -88,7 +88,8 @@ impl SledStore {
                 other => StoreError::from(other),
             })?;
         let tree = db.open_tree("signrelay")?;
-        // Stores written before 0.1.1 kept an outbox index by event; nothing reads it now.
+        // Stores written by earlier builds kept an outbox index by event (`O/`); nothing
+        // reads it now. Not flushed: if this is lost, the next open removes it again.
         let mut legacy = sled::Batch::default();
         for k in tree.scan_prefix(keys::LEGACY_OUTBOX_BY_EVENT).keys() {
             legacy.remove(k?);
