@@ -241,7 +241,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
 
     // signrelay records a delivery's result just after the NRC's answer (sharing the next
-    // write's commit, at most 20 ms later): wait until nothing is still pending.
+    // write's commit, a few ms later): wait until nothing is still pending.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let events: Value = loop {
         let events: Value = d

@@ -29,8 +29,9 @@ struct Queued {
 
 /// How long writes that need not be durable at once (delivery results: losing one repeats
 /// a delivery, at least once) wait for a commit they can share. Half of all writes are such;
-/// without a commit of their own, the store syncs (and the disk writes) a third less.
-pub const LAZY_WINDOW: Duration = Duration::from_millis(20);
+/// without a commit of their own, the store syncs (and the disk writes) a third less. Short,
+/// because what a crash in the window leaves unrecorded is delivered to the NRC again.
+pub const LAZY_WINDOW: Duration = Duration::from_millis(5);
 const LAZY_POLL: Duration = Duration::from_micros(500);
 
 /// Counter changes a job makes, applied once its group is durable.
