@@ -125,9 +125,10 @@ impl Application {
         };
         let client_timeout = Duration::from_secs(config.server.client_timeout_secs);
         let workability = Arc::new(build_workability(&config, &dyn_store, &metrics)?);
+        let mut providers = crate::auth::jwt::ProviderPool::default();
         let gosign_rest = match (&config.gosign.rest.enabled, &config.gosign.rest.auth) {
             (true, Some(auth)) => Some(web::Data::new(GosignRest {
-                auth: auth.build(Some(metrics.clone()))?,
+                auth: auth.build_shared(Some(metrics.clone()), &mut providers)?,
                 body: BodyLimits::new(
                     config.gosign.rest.body_limit_mib * 1024 * 1024,
                     config.gosign.rest.large_bodies_in_flight,
@@ -141,7 +142,7 @@ impl Application {
         let soap_cfg = config.gosign.soap.clone();
         let gosign_soap = match (&soap_cfg.enabled, &soap_cfg.auth) {
             (true, Some(auth)) => Some(web::Data::new(GosignSoap {
-                auth: auth.build(Some(metrics.clone()))?,
+                auth: auth.build_shared(Some(metrics.clone()), &mut providers)?,
                 body: BodyLimits::new(
                     soap_cfg.body_limit_mib * 1024 * 1024,
                     soap_cfg.large_bodies_in_flight,
@@ -166,7 +167,10 @@ impl Application {
         };
         let gosign_base = config.gosign.rest.base_path.clone();
         let admin = web::Data::new(AdminApi {
-            auth: config.admin.auth.build(Some(metrics.clone()))?,
+            auth: config
+                .admin
+                .auth
+                .build_shared(Some(metrics.clone()), &mut providers)?,
             store: dyn_store.clone(),
             metrics: metrics.clone(),
             relay_wake: wake.clone(),
@@ -182,15 +186,14 @@ impl Application {
             metrics: metrics.clone(),
         });
 
-        // Identity provider keys, refreshed in the background for every JWT surface.
-        let mut refreshes = admin.auth.refresh_tasks();
-        if let Some(gs) = &gosign_rest {
-            refreshes.extend(gs.auth.refresh_tasks());
-        }
-        if let Some(gs) = &gosign_soap {
-            refreshes.extend(gs.auth.refresh_tasks());
-        }
-        tasks.extend(refreshes.into_iter().map(tokio::spawn));
+        // Identity provider keys, refreshed in the background: once per provider, however
+        // many surfaces trust it.
+        tasks.extend(
+            providers
+                .providers()
+                .iter()
+                .map(|p| tokio::spawn(p.clone().refresh_loop())),
+        );
 
         let listener = TcpListener::bind(config.server.listen)?;
         let port = listener.local_addr()?.port();

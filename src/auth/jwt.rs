@@ -454,15 +454,52 @@ pub struct Verified {
     pub subject: Option<String>,
 }
 
+/// The providers of every surface of one service. A provider configured identically on
+/// several surfaces (e.g. GoSign's app on REST and SOAP) is one provider: one key cache, one
+/// discovery, one refresh schedule, so the IdP is asked once.
+#[derive(Default)]
+pub struct ProviderPool {
+    providers: Vec<Arc<Provider>>,
+}
+
+impl ProviderPool {
+    fn get(
+        &mut self,
+        cfg: &JwtProviderConfig,
+        metrics: &Option<Arc<Metrics>>,
+    ) -> anyhow::Result<Arc<Provider>> {
+        if let Some(p) = self.providers.iter().find(|p| p.cfg == *cfg) {
+            return Ok(p.clone());
+        }
+        let p = Arc::new(Provider::new(cfg.clone(), metrics.clone())?);
+        self.providers.push(p.clone());
+        Ok(p)
+    }
+
+    /// Every distinct provider, each once.
+    pub fn providers(&self) -> &[Arc<Provider>] {
+        &self.providers
+    }
+}
+
 impl JwtAuth {
     pub fn new(
         configs: &[JwtProviderConfig],
         metrics: Option<Arc<Metrics>>,
     ) -> anyhow::Result<JwtAuth> {
+        Self::from_pool(configs, metrics, &mut ProviderPool::default())
+    }
+
+    /// As `new`, sharing providers configured identically elsewhere through `pool`.
+    pub fn from_pool(
+        configs: &[JwtProviderConfig],
+        metrics: Option<Arc<Metrics>>,
+        pool: &mut ProviderPool,
+    ) -> anyhow::Result<JwtAuth> {
         Ok(JwtAuth {
             providers: configs
                 .iter()
-                .map(|c| Provider::new(c.clone(), metrics.clone()).map(Arc::new))
+                .map(|c| pool.get(c, &metrics))
                 .collect::<anyhow::Result<_>>()?,
         })
     }

@@ -89,10 +89,20 @@ impl AuthConfig {
     }
 
     /// Resolves secrets into a checker. Call after `validate`. JWT key caches start empty:
-    /// run `SurfaceAuth::refresh_tasks` to fill them.
+    /// run each provider's `refresh_loop` (the pool of `build_shared` lists them) to fill them.
     pub fn build(
         &self,
         metrics: Option<Arc<crate::telemetry::Metrics>>,
+    ) -> anyhow::Result<SurfaceAuth> {
+        self.build_shared(metrics, &mut jwt::ProviderPool::default())
+    }
+
+    /// As `build`, with JWT providers shared through `pool` by the surfaces of one service;
+    /// the pool then lists each provider once, for its refresh task.
+    pub fn build_shared(
+        &self,
+        metrics: Option<Arc<crate::telemetry::Metrics>>,
+        pool: &mut jwt::ProviderPool,
     ) -> anyhow::Result<SurfaceAuth> {
         Ok(match self {
             AuthConfig::None => SurfaceAuth::None,
@@ -105,7 +115,7 @@ impl AuthConfig {
                 key: key.resolve()?.into_bytes(),
             },
             AuthConfig::Jwt { providers } => {
-                SurfaceAuth::Jwt(Arc::new(jwt::JwtAuth::new(providers, metrics)?))
+                SurfaceAuth::Jwt(Arc::new(jwt::JwtAuth::from_pool(providers, metrics, pool)?))
             }
         })
     }
@@ -183,20 +193,6 @@ impl SurfaceAuth {
                 ),
             }),
             SurfaceAuth::None => None,
-        }
-    }
-
-    /// Background key refreshes for JWT providers (none for other methods).
-    pub fn refresh_tasks(
-        &self,
-    ) -> Vec<std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>> {
-        match self {
-            SurfaceAuth::Jwt(j) => j
-                .providers
-                .iter()
-                .map(|p| Box::pin(p.clone().refresh_loop()) as _)
-                .collect(),
-            _ => Vec::new(),
         }
     }
 

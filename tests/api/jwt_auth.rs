@@ -1076,6 +1076,42 @@ fn client_fault(xml: &str) -> String {
         .into_owned()
 }
 
+/// The same provider on REST and SOAP is one provider: one discovery, one JWKS fetch, one
+/// refresh schedule; its token is accepted on both surfaces.
+#[tokio::test]
+async fn a_provider_trusted_by_two_surfaces_asks_the_idp_once() {
+    let idp = Idp::start().await;
+    let issuer = idp.issuer_v2();
+    let app = spawn_app_with(|c| {
+        c.gosign.rest.auth = Some(jwt(vec![provider(&issuer)]));
+        c.gosign.soap.enabled = true;
+        c.gosign.soap.auth = Some(jwt(vec![provider(&issuer)]));
+    })
+    .await;
+    wait_keys(&app, &issuer, 1.0).await;
+    // Long enough for a second refresh task's first fetch to show.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(idp.jwks_fetches(), 1, "{:?}", idp.all_hits());
+    assert_eq!(
+        idp.total_hits(),
+        2,
+        "discovery and JWKS: {:?}",
+        idp.all_hits()
+    );
+    let t = token(&claims(&issuer));
+    accepted(&app, "ENV-BOTH-REST", &t).await;
+    let (status, _, text) = soap_post(
+        &app,
+        "/gosign/soap",
+        work_notification("ENV-BOTH-SOAP"),
+        &[("Authorization", &bearer(&t))],
+    )
+    .await;
+    assert_eq!(status, 200, "{text}");
+    assert!(text.contains("<success>true</success>"), "{text}");
+    assert_eq!(idp.total_hits(), 2, "{:?}", idp.all_hits());
+}
+
 #[tokio::test]
 async fn soap_surface_answers_a_fault_with_the_reason() {
     let idp = Idp::start().await;
