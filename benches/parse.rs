@@ -9,29 +9,11 @@ use std::time::Duration;
 
 use base64::Engine;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use signrelay::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use signrelay::vendors::gosign::{legalbus, model, soap as gosign_soap};
 use signrelay::vendors::soap;
 
 const ENVELOPE: &str = "ENV-1001";
-
-fn work_notification(document: Option<&str>) -> String {
-    let mut v = serde_json::json!({
-        "envelopeExternalId": ENVELOPE,
-        "notificationType": "SIGN_PROCESS_ENDED",
-        "liveStatus": [
-            {"mgrExternalId": "jjansen", "mgrName": "Jan", "mgrSurname": "Jansen", "status": "WKD",
-             "startedAt": "2026-11-23T09:00:00Z", "endedAt": "2026-11-23T09:05:00Z", "stepNumber": 1,
-             "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}},
-            {"mgrExternalId": "pdevries", "mgrName": "Piet", "mgrSurname": "de Vries", "status": "WKD",
-             "startedAt": "2026-11-23T09:06:00Z", "endedAt": "2026-11-23T09:12:00Z", "stepNumber": 2,
-             "actionResume": {"actions": 1, "signActions": 1, "signedActions": 1}}
-        ]
-    });
-    if let Some(d) = document {
-        v["documents"] = serde_json::json!([{"docExternalId": "DOC-1", "content": {"mimeType": "application/pdf", "data": d}}]);
-    }
-    v.to_string()
-}
 
 fn extended() -> String {
     serde_json::json!({
@@ -43,44 +25,6 @@ fn extended() -> String {
         "process": {"liveStatus": [{"status": "REJ", "endedAt": 1_763_888_300_000i64}]}
     })
     .to_string()
-}
-
-fn soap_work(document: Option<&str>) -> String {
-    let documents = document
-        .map(|d| {
-            format!(
-                "<documents><document><docExternalId>DOC-1</docExternalId><content>\
-                 <mimeType>application/pdf</mimeType><data>{d}</data></content></document></documents>"
-            )
-        })
-        .unwrap_or_default();
-    format!(
-        r#"<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
-  <soapenv:Body>
-    <wk:workNotification>
-      <envelopeExternalId>{ENVELOPE}</envelopeExternalId>
-      <notificationType>SIGN_PROCESS_ENDED</notificationType>
-      <liveStatus>
-        <stepEvent>
-          <mgrName>Jan</mgrName><mgrSurname>Jansen</mgrSurname><status>WKD</status>
-          <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
-          <stepNumber>1</stepNumber>
-        </stepEvent>
-      </liveStatus>{documents}
-    </wk:workNotification>
-  </soapenv:Body>
-</soapenv:Envelope>"#
-    )
-}
-
-fn envelope_status_request() -> String {
-    let list: String = (0..10)
-        .map(|i| format!("<envelopeExtIdList>ENV-{i:04}</envelopeExtIdList>"))
-        .collect();
-    format!(
-        r#"<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"><soap:Body><ns2:getEnvelopeExternalStatusRequest xmlns:ns2="http://www.infocert.it/smartsign/schema/wknotif"><userExtId>jjansen</userExtId>{list}</ns2:getEnvelopeExternalStatusRequest></soap:Body></soap:Envelope>"#
-    )
 }
 
 fn operation_done() -> String {
@@ -96,10 +40,13 @@ fn mib_document() -> String {
 fn rest(c: &mut Criterion) {
     let doc = mib_document();
     let cases = [
-        ("rest/work_notification", work_notification(None)),
+        (
+            "rest/work_notification",
+            work_notification(ENVELOPE, "SIGN_PROCESS_ENDED", None, None),
+        ),
         (
             "rest/work_notification_1mib_document",
-            work_notification(Some(&doc)),
+            work_notification(ENVELOPE, "SIGN_PROCESS_ENDED", None, Some(&doc)),
         ),
         ("rest/extended", extended()),
     ];
@@ -120,10 +67,13 @@ fn rest(c: &mut Criterion) {
 fn soap_surfaces(c: &mut Criterion) {
     let doc = mib_document();
     let work = [
-        ("soap/work_notification", soap_work(None)),
+        (
+            "soap/work_notification",
+            soap_work_notification(ENVELOPE, "SIGN_PROCESS_ENDED", None),
+        ),
         (
             "soap/work_notification_1mib_document",
-            soap_work(Some(&doc)),
+            soap_work_notification(ENVELOPE, "SIGN_PROCESS_ENDED", Some(&doc)),
         ),
     ];
     let mut g = c.benchmark_group("gosign");
@@ -139,7 +89,8 @@ fn soap_surfaces(c: &mut Criterion) {
         });
     }
 
-    let status = envelope_status_request();
+    let envelopes: Vec<String> = (0..10).map(|i| format!("ENV-{i:04}")).collect();
+    let status = soap_status_request(&envelopes);
     g.throughput(Throughput::Bytes(status.len() as u64));
     g.bench_function("soap/get_envelope_external_status_request", |b| {
         b.iter(|| {

@@ -186,17 +186,25 @@ pub async fn run() -> anyhow::Result<()> {
     println!("\nGoSign calls back (SOAP, ch. 7):");
     println!(
         "  POST /gosign/soap  workNotification ENV-2001 SIGN_PROCESS_ENDED          -> {}",
-        d.soap(soap_work_notification("ENV-2001", "SIGN_PROCESS_ENDED"))
-            .await?
+        d.soap(soap_work_notification(
+            "ENV-2001",
+            "SIGN_PROCESS_ENDED",
+            None
+        ))
+        .await?
     );
     println!(
         "  POST /gosign/soap  workNotification ENV-1001 SIGN_PROCESS_ENDED (also REST) -> {}",
-        d.soap(soap_work_notification("ENV-1001", "SIGN_PROCESS_ENDED"))
-            .await?
+        d.soap(soap_work_notification(
+            "ENV-1001",
+            "SIGN_PROCESS_ENDED",
+            None
+        ))
+        .await?
     );
     println!(
         "  POST /gosign/soap  workNotification ENV-2002 NEW_TYPE (unknown)          -> {}",
-        d.soap(soap_work_notification("ENV-2002", "NEW_TYPE"))
+        d.soap(soap_work_notification("ENV-2002", "NEW_TYPE", None))
             .await?
     );
 

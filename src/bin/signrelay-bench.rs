@@ -454,7 +454,7 @@ impl Gen {
         };
         match kind {
             Kind::Soap => (
-                self.soap(&soap_work_notification(&id, "SIGN_PROCESS_ENDED")),
+                self.soap(&soap_work_notification(&id, "SIGN_PROCESS_ENDED", None)),
                 true,
             ),
             Kind::Extended => (self.notify(&id, &extended_json(&id)), true),
@@ -952,20 +952,25 @@ fn disk_write_bytes(pid: u64) -> f64 {
         .unwrap_or(0.0)
 }
 
-struct Scrape(String, f64);
+/// signrelay's `/metrics` text and its disk writes so far, at one moment.
+struct Scrape {
+    text: String,
+    disk_written: f64,
+}
 
 impl Scrape {
     async fn take(addr: SocketAddr) -> Scrape {
-        let written = disk_write_bytes(SIGNRELAY_PID.load(Relaxed));
-        match get(addr, "/metrics").await {
-            Ok(r) => Scrape(String::from_utf8_lossy(&r.body).into_owned(), written),
-            Err(_) => Scrape(String::new(), written),
-        }
+        let disk_written = disk_write_bytes(SIGNRELAY_PID.load(Relaxed));
+        let text = match get(addr, "/metrics").await {
+            Ok(r) => String::from_utf8_lossy(&r.body).into_owned(),
+            Err(_) => String::new(),
+        };
+        Scrape { text, disk_written }
     }
 
     /// Sum of the samples of `name` whose labels contain `label` (empty: all).
     fn get(&self, name: &str, label: &str) -> f64 {
-        self.0
+        self.text
             .lines()
             .filter(|l| !l.starts_with('#'))
             .filter(|l| {
@@ -989,7 +994,7 @@ fn commit_summary(before: &Scrape, after: &Scrape, secs: f64) -> String {
     }
     let recorded = after.get("signrelay_callbacks_total", "result=\"recorded\"")
         - before.get("signrelay_callbacks_total", "result=\"recorded\"");
-    let written = after.1 - before.1;
+    let written = after.disk_written - before.disk_written;
     let per_callback = if recorded > 0.0 {
         format!(
             ", {:.1} KiB per recorded callback",
@@ -1006,6 +1011,49 @@ fn commit_summary(before: &Scrape, after: &Scrape, secs: f64) -> String {
         commit_secs / commits * 1e3,
         written / secs / 1e6,
     )
+}
+
+/// One signrelay phase with what it cost: the CPU (signrelay, the bench, the rest) and the
+/// `/metrics` and disk writes before and after.
+struct Measured {
+    out: PhaseOut,
+    cores: Vec<f64>,
+    before: Scrape,
+    after: Scrape,
+}
+
+impl Measured {
+    async fn run(
+        addr: SocketAddr,
+        pids: &[u32],
+        what: &str,
+        gen: Arc<Gen>,
+        pace: Pace,
+        mix: Mix,
+        connections: usize,
+    ) -> anyhow::Result<Measured> {
+        let before = Scrape::take(addr).await;
+        let cpu = CpuMeter::start(pids);
+        progress(what);
+        let out = run_load(addr, gen, pace, mix, connections).await?;
+        let cores = cpu.cores();
+        let after = Scrape::take(addr).await;
+        Ok(Measured {
+            out,
+            cores,
+            before,
+            after,
+        })
+    }
+
+    /// The phase's line and its group commit line.
+    fn print(&self, name: &str, extra: &str) {
+        phase_line(name, &self.out, &self.cores, extra);
+        println!(
+            "    {}",
+            commit_summary(&self.before, &self.after, self.out.elapsed.as_secs_f64())
+        );
+    }
 }
 
 async fn wait_drained(addr: SocketAddr, timeout: Duration) -> (f64, f64) {
@@ -1432,40 +1480,32 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     wait_drained(addr, Duration::from_secs(60)).await;
     rss.take_max_mib();
     let rss_before = rss_now();
-    let m0 = Scrape::take(addr).await;
-    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
-    progress("signrelay: open loop at the fixed rate");
-    let fixed = run_load(
+    let fixed_phase = Measured::run(
         addr,
+        &[sr_pid, bench_pid],
+        "signrelay: open loop at the fixed rate",
         gen.clone(),
         Pace::Open(s.fixed_rate / CALLBACK_SHARE, s.fixed_duration),
         Mix::Full,
         s.connections,
     )
     .await?;
-    let fixed_cores = cpu.cores();
     let rss_after = rss_now();
     let rss_fixed = rss.take_max_mib().max(rss_after);
-    let m1 = Scrape::take(addr).await;
     println!("\n[signrelay] phases:");
-    phase_line(
+    fixed_phase.print(
         &format!(
             "open loop at {} callbacks/s (+ {} workability checks/s)",
             fmt_rate(s.fixed_rate),
             fmt_rate(s.fixed_rate / CALLBACK_SHARE - s.fixed_rate)
         ),
-        &fixed,
-        &fixed_cores,
         &format!(
             "; RSS {rss_before:.1} MiB before, {rss_after:.1} MiB after (max {rss_fixed:.1}): \
              {:+.1} MiB per 10 000 callbacks",
-            (rss_after - rss_before) / fixed.stats.acked.max(1) as f64 * 10_000.0
+            (rss_after - rss_before) / fixed_phase.out.stats.acked.max(1) as f64 * 10_000.0
         ),
     );
-    println!(
-        "    {}",
-        commit_summary(&m0, &m1, fixed.elapsed.as_secs_f64())
-    );
+    let fixed = fixed_phase.out;
     let used = gen.next_env.load(Relaxed);
     if used > registered_to {
         register(addr, registered_to, used, s.connections).await?;
@@ -1527,32 +1567,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     register(addr, registered_to, registered_to + need, s.connections).await?;
     registered_to += need;
     wait_drained(addr, Duration::from_secs(120)).await;
-    let m0 = Scrape::take(addr).await;
-    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
-    progress("signrelay: closed loop (maximum rate)");
-    let max = run_load(
+    let max_phase = Measured::run(
         addr,
+        &[sr_pid, bench_pid],
+        "signrelay: closed loop (maximum rate)",
         gen.clone(),
         Pace::Closed(s.duration),
         Mix::Full,
         s.connections,
     )
     .await?;
-    let max_cores = cpu.cores();
-    let m1 = Scrape::take(addr).await;
-    phase_line(
+    max_phase.print(
         "closed loop (maximum rate)",
-        &max,
-        &max_cores,
         &format!(
             "; outbox at the end {:.0}",
-            m1.get("signrelay_outbox_depth", "")
+            max_phase.after.get("signrelay_outbox_depth", "")
         ),
     );
-    println!(
-        "    {}",
-        commit_summary(&m0, &m1, max.elapsed.as_secs_f64())
-    );
+    let max = max_phase.out;
     let max_rate = max.rate();
     let used = gen.next_env.load(Relaxed);
     let beyond = used.saturating_sub(registered_to);
@@ -1572,32 +1604,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     register(addr, registered_to, registered_to + need, s.connections).await?;
     registered_to += need;
     wait_drained(addr, Duration::from_secs(120)).await;
-    let m0 = Scrape::take(addr).await;
-    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
-    progress("signrelay: open loop at half the maximum");
-    let half_run = run_load(
+    let half_phase = Measured::run(
         addr,
+        &[sr_pid, bench_pid],
+        "signrelay: open loop at half the maximum",
         gen.clone(),
         Pace::Open(half / CALLBACK_SHARE, s.duration),
         Mix::Full,
         s.connections,
     )
     .await?;
-    let half_cores = cpu.cores();
-    let m1 = Scrape::take(addr).await;
-    phase_line(
+    half_phase.print(
         &format!(
             "open loop at half the maximum ({} callbacks/s + workability checks)",
             fmt_rate(half)
         ),
-        &half_run,
-        &half_cores,
         "",
     );
-    println!(
-        "    {}",
-        commit_summary(&m0, &m1, half_run.elapsed.as_secs_f64())
-    );
+    let half_run = half_phase.out;
     let mut half_lat = half_run.stats.cb_lat.clone();
     let half_l = lat3(&mut half_lat);
     all.merge(half_run.stats);
@@ -1633,28 +1657,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         fmt_rate(s.backlog as f64 / reg_time.as_secs_f64().max(1e-9))
     );
     rss.take_max_mib();
-    let cpu = CpuMeter::start(&[sr_pid, bench_pid]);
-    let m0 = Scrape::take(addr).await;
-    progress("signrelay: recording the backlog during the NRC outage");
-    let rec = run_load(
+    let rec_phase = Measured::run(
         addr,
+        &[sr_pid, bench_pid],
+        "signrelay: recording the backlog during the NRC outage",
         gen.clone(),
         Pace::Count(s.backlog),
         Mix::Terminal,
         s.connections,
     )
     .await?;
-    let m1 = Scrape::take(addr).await;
-    phase_line(
-        "recording the backlog (terminal callbacks only)",
-        &rec,
-        &cpu.cores(),
-        "",
-    );
-    println!(
-        "    {}",
-        commit_summary(&m0, &m1, rec.elapsed.as_secs_f64())
-    );
+    rec_phase.print("recording the backlog (terminal callbacks only)", "");
+    let (rec, m1) = (rec_phase.out, rec_phase.after);
     let backlog_ids: Vec<u64> = rec.stats.terminal_acks.iter().map(|(j, _)| *j).collect();
     all.merge(rec.stats);
     let outbox = m1.get("signrelay_outbox_depth", "");

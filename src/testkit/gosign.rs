@@ -1,4 +1,4 @@
-//! GoSign callback payloads as GoSign sends them (ch. 7 and 8), for the demo and the benchmark.
+//! GoSign callback payloads as GoSign sends them (ch. 7 and 8), for the demo and the benchmarks.
 
 /// A REST WorkNotification (ch. 8.3.1) with one finished step; optionally a note and one
 /// inline PDF (`document_b64`).
@@ -22,8 +22,16 @@ pub fn work_notification(
     v.to_string()
 }
 
-/// A SOAP 1.1 workNotification (ch. 7.1).
-pub fn soap_work_notification(envelope: &str, kind: &str) -> String {
+/// A SOAP 1.1 workNotification (ch. 7.1); optionally with one inline PDF (`document_b64`).
+pub fn soap_work_notification(envelope: &str, kind: &str, document_b64: Option<&str>) -> String {
+    let documents = document_b64
+        .map(|d| {
+            format!(
+                "<documents><document><docExternalId>DOC-1</docExternalId><content>\
+                 <mimeType>application/pdf</mimeType><data>{d}</data></content></document></documents>"
+            )
+        })
+        .unwrap_or_default();
     format!(
         r#"<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" xmlns:wk="http://www.infocert.it/smartsign/schema/wknotif">
@@ -37,7 +45,7 @@ pub fn soap_work_notification(envelope: &str, kind: &str) -> String {
           <startedAt>2026-11-23T09:00:00Z</startedAt><endedAt>2026-11-23T09:05:00Z</endedAt>
           <stepNumber>1</stepNumber>
         </stepEvent>
-      </liveStatus>
+      </liveStatus>{documents}
     </wk:workNotification>
   </soapenv:Body>
 </soapenv:Envelope>"#

@@ -9,9 +9,8 @@ use crate::helpers::*;
 // before its result was recorded, is sent again after the restart.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fs::File;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -57,23 +56,8 @@ impl Instance {
             )
             .unwrap();
             let log = dir.join(format!("{label}.log"));
-            let stderr = File::create(&log).unwrap();
-            let stdout = stderr.try_clone().unwrap();
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_signrelay"));
-            cmd.arg("serve")
-                .arg("--config")
-                .arg(&config)
-                .stdin(Stdio::null())
-                .stdout(stdout)
-                .stderr(stderr);
-            // The test's own config only: no `SIGNRELAY__…` overrides from the environment.
-            for (k, _) in std::env::vars_os() {
-                if k.to_string_lossy().starts_with("SIGNRELAY") {
-                    cmd.env_remove(k);
-                }
-            }
             let instance = Instance {
-                child: Mutex::new(cmd.spawn().expect("spawn signrelay")),
+                child: Mutex::new(spawn_serve(&config, &log)),
                 base: format!("http://127.0.0.1:{port}"),
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -67,22 +67,8 @@ impl Serve {
         )
         .unwrap();
         let log = dir.join("serve.log");
-        let stderr = File::create(&log).unwrap();
-        let stdout = stderr.try_clone().unwrap();
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_signrelay"));
-        cmd.arg("serve")
-            .arg("--config")
-            .arg(&config)
-            .stdin(Stdio::null())
-            .stdout(stdout)
-            .stderr(stderr);
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("SIGNRELAY") {
-                cmd.env_remove(k);
-            }
-        }
         let mut serve = Serve {
-            child: Mutex::new(cmd.spawn().expect("spawn signrelay")),
+            child: Mutex::new(spawn_serve(&config, &log)),
             base: String::new(),
             client: reqwest::Client::builder()
                 .timeout(Duration::from_secs(10))

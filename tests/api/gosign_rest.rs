@@ -349,12 +349,6 @@ async fn document(app: &TestApp, event_id: &Value, index: usize) -> (u16, Header
     (status, headers, r.bytes().await.unwrap().to_vec())
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
-}
-
 /// A request to the GoSign surface with extra headers: status, headers, JSON body.
 async fn gosign_call(
     app: &TestApp,
@@ -895,16 +889,16 @@ async fn inline_documents_are_listed_and_downloadable_intact() {
     );
     let (status, h, bytes) = document(&app, &e["id"], 0).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/pdf");
-    assert_eq!(header(&h, "x-document-id"), "BGTF-9876-KIDHS");
+    assert_eq!(header_of(&h, "content-type"), "application/pdf");
+    assert_eq!(header_of(&h, "x-document-id"), "BGTF-9876-KIDHS");
     assert_eq!(
-        header(&h, "content-disposition"),
+        header_of(&h, "content-disposition"),
         "attachment; filename=\"document-0\""
     );
     assert!(bytes == pdf, "document 0 differs ({} bytes)", bytes.len());
     let (status, h, bytes) = document(&app, &e["id"], 1).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/xml");
+    assert_eq!(header_of(&h, "content-type"), "application/xml");
     assert_eq!(bytes, xml);
     let (status, _, _) = document(&app, &e["id"], 2).await;
     assert_eq!(status, 404);
@@ -934,7 +928,7 @@ async fn document_near_the_body_limit_is_kept_and_one_over_it_gets_413() {
     );
     let (status, h, bytes) = document(&app, &e["id"], 0).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/pdf");
+    assert_eq!(header_of(&h, "content-type"), "application/pdf");
     assert_eq!(bytes.len(), pdf.len());
     assert!(bytes == pdf, "large document differs");
     assert_notified(&app, tx, &zaak, VOLTOOID, None);
@@ -980,7 +974,7 @@ async fn assert_refused(
         for (route, body) in [("/status", None), (notify.as_str(), Some(body.as_str()))] {
             let (status, h, answer) = gosign_call(app, route, headers, body).await;
             assert_eq!(status, 401, "{route} {headers:?}: {answer}");
-            assert_eq!(header(&h, "www-authenticate"), challenge);
+            assert_eq!(header_of(&h, "www-authenticate"), challenge);
             assert_eq!(
                 answer,
                 json!({"error": code, "detail": detail}),
@@ -1119,7 +1113,7 @@ async fn status_answers_online() {
     let (status, h, answer) = gosign_call(&app, "/status", &[], None).await;
     assert_eq!(status, 200);
     assert_eq!(answer, json!({"online": true}));
-    assert!(header(&h, "content-type").starts_with("application/json"));
+    assert!(header_of(&h, "content-type").starts_with("application/json"));
     assert!(!h.contains_key("www-authenticate"));
 }
 

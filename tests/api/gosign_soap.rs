@@ -159,12 +159,6 @@ async fn post(
     (status, h, r.text().await.unwrap())
 }
 
-fn header<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Reading answers (an XML reader of the test's own, namespace-aware)
 
@@ -464,7 +458,7 @@ async fn work_ok(app: &TestApp, style: Style, body: String) {
         V::S11 => CT11,
         V::S12 => CT12,
     };
-    assert_eq!(header(&h, "content-type"), ct);
+    assert_eq!(header_of(&h, "content-type"), ct);
     assert_eq!(work_answer(v, &text), (true, vec![]), "{style:?}: {text}");
 }
 
@@ -596,7 +590,7 @@ async fn seed_status_request_lists_every_envelope() {
     let (status, h, text) = post(&app, SOAP, CT11, SEED_STATUS_REQUEST, &[]).await;
 
     assert_eq!(status, 200, "{text}");
-    assert_eq!(header(&h, "content-type"), CT11);
+    assert_eq!(header_of(&h, "content-type"), CT11);
     // The wire format, pinned once.
     let item = |e: &str| {
         format!("<envelopeStatuses><extId>{e}</extId><workable>true</workable></envelopeStatuses>")
@@ -627,7 +621,7 @@ async fn seed_status_request_lists_every_envelope() {
     let body = SEED_STATUS_REQUEST.replace(S11, S12);
     let (status, h, text) = post(&app, SOAP, CT12, body, &[]).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(header(&h, "content-type"), CT12);
+    assert_eq!(header_of(&h, "content-type"), CT12);
     assert_eq!(
         statuses_answer(V::S12, &text)["envelopeStatuses"]
             .as_array()
@@ -696,7 +690,7 @@ async fn every_notification_type_over_soap_1_1_and_1_2_is_recorded_and_relayed_o
             assert_eq!(s, 200);
             assert_eq!(raw, body.as_bytes(), "{tx}");
             assert!(
-                header(&h, "content-type").starts_with(match style.version() {
+                header_of(&h, "content-type").starts_with(match style.version() {
                     V::S11 => "text/xml",
                     V::S12 => "application/soap+xml",
                 }),
@@ -853,13 +847,13 @@ async fn large_base64_document_is_kept_intact_and_one_over_the_limit_is_refused(
     let id = e["id"].as_str().unwrap();
     let (status, h, bytes) = admin_bytes(&app, &format!("/api/v1/events/{id}/documents/0")).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/pdf");
-    assert_eq!(header(&h, "x-document-id"), "BIG-1");
+    assert_eq!(header_of(&h, "content-type"), "application/pdf");
+    assert_eq!(header_of(&h, "x-document-id"), "BIG-1");
     assert_eq!(bytes.len(), pdf.len());
     assert!(bytes == pdf, "large document differs");
     let (status, h, bytes) = admin_bytes(&app, &format!("/api/v1/events/{id}/documents/1")).await;
     assert_eq!(status, 200);
-    assert_eq!(header(&h, "content-type"), "application/xml");
+    assert_eq!(header_of(&h, "content-type"), "application/xml");
     assert_eq!(bytes, small);
     assert_notified(&app, tx, &zaak, VOLTOOID, None);
 
@@ -1069,7 +1063,7 @@ async fn broken_and_hostile_messages_get_a_client_fault_and_nothing_is_recorded(
             if status != want_status
                 || code != want_code
                 || !got.starts_with(reason)
-                || header(&h, "content-type") != ct
+                || header_of(&h, "content-type") != ct
             {
                 wrong.push(format!(
                     "{v:?} {}\n  got HTTP {status} {code} {got:?}\n  want {want_status} {want_code} {reason:?}",
@@ -1150,7 +1144,7 @@ async fn assert_refused(app: &TestApp, challenge: &str, cases: &[(Vec<(&str, &st
                 };
                 let (status, h, text) = post(app, path, ct, body, headers).await;
                 assert_eq!(status, 401, "{path} {headers:?}: {text}");
-                assert_eq!(header(&h, "www-authenticate"), challenge);
+                assert_eq!(header_of(&h, "www-authenticate"), challenge);
                 assert_eq!(
                     fault_of(v, &text),
                     (code.into(), format!("authentication failed: {detail}")),
@@ -1276,7 +1270,7 @@ async fn failed_insert_envelope_relays_afgebroken_and_ok_is_progress() {
     for _ in 0..2 {
         let (status, h, text) = post(&app, EVENTS, CT11, body.clone(), &[]).await;
         assert_eq!(status, 200, "{text}");
-        assert_eq!(header(&h, "content-type"), CT11);
+        assert_eq!(header_of(&h, "content-type"), CT11);
         assert_eq!(text, response);
     }
     let reden = "technische fout: envelop niet aangemaakt (return_status_envelope_already_exists)";
@@ -1299,7 +1293,7 @@ async fn failed_insert_envelope_relays_afgebroken_and_ok_is_progress() {
     );
     let (status, h, text) = post(&app, EVENTS, CT12, body, &[]).await;
     assert_eq!(status, 200, "{text}");
-    assert_eq!(header(&h, "content-type"), CT12);
+    assert_eq!(header_of(&h, "content-type"), CT12);
     let op = body_of(V::S12, &text);
     assert_eq!(
         (op.name.as_str(), op.ns.as_deref()),
@@ -1950,7 +1944,7 @@ async fn zeep_loads_the_wsdls_and_calls_every_operation() {
         assert_eq!(bytes, ZEEP_DOCUMENT);
         // One call per port: SOAP 1.1, then SOAP 1.2.
         let (_, h, _) = admin_bytes(&app, &format!("/api/v1/events/{id}/payload")).await;
-        assert!(header(&h, "content-type").starts_with(ct), "{tx}: {h:?}");
+        assert!(header_of(&h, "content-type").starts_with(ct), "{tx}: {h:?}");
         assert_notified(&app, tx, zaak, VOLTOOID, None);
     }
     let reden = "technische fout: envelop niet aangemaakt (return_status_envelope_already_exists)";

@@ -328,3 +328,30 @@ pub fn free_port() -> u16 {
     let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     l.local_addr().unwrap().port()
 }
+
+/// A response header's value; the test fails when it is missing.
+pub fn header_of<'a>(h: &'a reqwest::header::HeaderMap, name: &str) -> &'a str {
+    h.get(name)
+        .map(|v| v.to_str().unwrap())
+        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
+}
+
+/// Starts the real binary (`signrelay serve --config config`) with stdout and stderr going to
+/// `log`, and with the test's own config only: no `SIGNRELAY…` overrides from the environment.
+pub fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
+    let stderr = std::fs::File::create(log).unwrap();
+    let stdout = stderr.try_clone().unwrap();
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_signrelay"));
+    cmd.arg("serve")
+        .arg("--config")
+        .arg(config)
+        .stdin(std::process::Stdio::null())
+        .stdout(stdout)
+        .stderr(stderr);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("SIGNRELAY") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.spawn().expect("spawn signrelay")
+}

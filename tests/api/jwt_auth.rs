@@ -156,12 +156,6 @@ fn challenge(code: &str) -> String {
     }
 }
 
-fn header_of<'a>(h: &'a HeaderMap, name: &str) -> &'a str {
-    h.get(name)
-        .map(|v| v.to_str().unwrap())
-        .unwrap_or_else(|| panic!("no {name} header in {h:?}"))
-}
-
 // ---------------------------------------------------------------------------------------------
 // Spawning and calling
 
