@@ -38,7 +38,7 @@ pub fn gosign_json(data: &[u8]) {
     if let Some(id) = named {
         if let Ok(n) = model::parse_json(&id, data) {
             let _ = n.dedup_key();
-            assert_eq!(n.envelope_id, id);
+            assert_eq!(n.envelope_id.as_str(), id);
         }
     }
     for index in 0..2 {

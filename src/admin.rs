@@ -8,23 +8,30 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
 use serde::Deserialize;
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use crate::auth::SurfaceAuth;
-use crate::event::{SigningEvent, Vendor};
+use crate::event::{RelayStateKind, SigningEvent, TransactionId, Vendor};
+use crate::jobs::worker::Wakers;
 use crate::problem::{ApiError, ApiResult, Problem};
-use crate::registry::{valid_transaction_id, Registration, TriggerMessage};
+use crate::registry::{Registration, TriggerMessage};
 use crate::store::{EventQuery, Store, StoreError};
 use crate::telemetry::Metrics;
+use crate::vendors::Connectors;
+
+/// This API's contract, served at `/openapi/signrelay-api.yaml`.
+pub const OPENAPI: &str = include_str!("../openapi/signrelay-api.yaml");
 
 pub struct AdminApi {
     pub auth: SurfaceAuth,
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
-    pub relay_wake: Arc<Notify>,
+    /// Wakes the job queue after a registration released events or a replay.
+    pub wakers: Wakers,
+    /// The running vendors (they decode their inline documents).
+    pub connectors: Connectors,
     /// Registry bodies are small; bounded like every other body.
-    pub body: crate::vendors::body::BodyLimits,
+    pub body: crate::http::body::BodyLimits,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<AdminApi>) {
@@ -66,23 +73,33 @@ async fn authenticate(api: &AdminApi, req: &HttpRequest) -> Result<(), ApiError>
         })
 }
 
-fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, String), ApiError> {
+/// The vendors' names, as a sentence lists them.
+fn vendor_names() -> String {
+    let names: Vec<&str> = Vendor::ALL.iter().map(|v| v.as_str()).collect();
+    match names.split_last() {
+        Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+        _ => names.join(""),
+    }
+}
+
+fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, TransactionId), ApiError> {
     let v = Vendor::parse(vendor).ok_or_else(|| {
         ApiError::from(
             Problem::new(StatusCode::NOT_FOUND, "unknown-vendor", "Unknown vendor")
-                .detail("vendor must be gosign, pkisigning or posten"),
+                .detail(format!("vendor must be {}", vendor_names())),
         )
     })?;
-    if !valid_transaction_id(id) {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "invalid-transaction-id",
-            "Invalid transaction id",
+    let id = TransactionId::parse(id).map_err(|e| {
+        ApiError::from(
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid-transaction-id",
+                "Invalid transaction id",
+            )
+            .detail(e.to_string()),
         )
-        .detail("1 to 256 printable characters, without '/' or '\\'")
-        .into());
-    }
-    Ok((v, id.to_string()))
+    })?;
+    Ok((v, id))
 }
 
 /// A trigger message serde refused. Missing fields are named; other messages may quote input
@@ -126,9 +143,10 @@ fn parse_id(s: &str) -> Result<Uuid, ApiError> {
     })
 }
 
-fn load_event(api: &AdminApi, id: Uuid) -> Result<SigningEvent, ApiError> {
+async fn load_event(api: &AdminApi, id: Uuid) -> Result<SigningEvent, ApiError> {
     api.store
         .event(id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("the event"))
 }
@@ -143,11 +161,11 @@ async fn register(
     authenticate(&api, &req).await?;
     let (vendor, id) = transaction_path(&path.0, &path.1)?;
     let body = api.body.read(&req, payload).await.map_err(|e| match e {
-        crate::vendors::body::BodyError::TooLarge { limit } => ApiError::from(
+        crate::http::body::BodyError::TooLarge { limit } => ApiError::from(
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
                 .detail(format!("a trigger message is at most {} KiB", limit / 1024)),
         ),
-        crate::vendors::body::BodyError::Incomplete => ApiError::from(Problem::new(
+        crate::http::body::BodyError::Incomplete => ApiError::from(Problem::new(
             StatusCode::BAD_REQUEST,
             "incomplete-body",
             "The body was not received completely",
@@ -177,12 +195,12 @@ async fn register(
     crate::telemetry::note(|n| {
         n.result = Some("registered");
         n.vendor = Some(vendor.as_str());
-        n.transaction_id = Some(id.clone());
+        n.transaction_id = Some(id.to_string());
         n.released = Some(r.released);
     });
     tracing::debug!(vendor = %vendor, transaction_id = %id, released = r.released, "transaction registered");
     if r.released > 0 {
-        api.relay_wake.notify_one();
+        api.wakers.wake_all();
     }
     let status = if r.created {
         StatusCode::CREATED
@@ -205,6 +223,7 @@ async fn registration(
     let reg = api
         .store
         .registration(vendor, &id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("the registration"))?;
     Ok(HttpResponse::Ok().json(reg))
@@ -267,14 +286,27 @@ async fn events(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
         })?),
         None => None,
     };
+    // A state or transaction id that cannot exist matches no event.
+    let nothing =
+        || Ok(HttpResponse::Ok().json(serde_json::json!({"next_after": null, "events": []})));
+    let state = match p.state.as_deref().map(RelayStateKind::parse) {
+        Some(None) => return nothing(),
+        Some(s) => s,
+        None => None,
+    };
+    let transaction_id = match p.transaction_id.as_deref().map(TransactionId::parse) {
+        Some(Err(_)) => return nothing(),
+        Some(Ok(t)) => Some(t),
+        None => None,
+    };
     let q = EventQuery {
         vendor,
-        transaction_id: p.transaction_id,
-        state: p.state,
+        transaction_id,
+        state,
         after: p.after,
         limit: p.limit,
     };
-    let list = api.store.events(&q).map_err(ApiError::store)?;
+    let list = api.store.events(&q).await.map_err(ApiError::store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({
         "next_after": list.last().map(|e| e.id),
         "events": list,
@@ -283,7 +315,7 @@ async fn events(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
 
 async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
     authenticate(&api, &req).await?;
-    let e = load_event(&api, parse_id(&path)?)?;
+    let e = load_event(&api, parse_id(&path)?).await?;
     Ok(HttpResponse::Ok().json(e))
 }
 
@@ -291,11 +323,12 @@ async fn event(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminAp
 async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminApi>) -> ApiResult {
     authenticate(&api, &req).await?;
     let id = parse_id(&path)?;
-    let archive_id = match api.store.event(id).map_err(ApiError::store)? {
+    let archive_id = match api.store.event(id).await.map_err(ApiError::store)? {
         Some(e) => e.archive_id,
         None => api
             .store
             .quarantine_entry(id)
+            .await
             .map_err(ApiError::store)?
             .map(|q| q.archive_id)
             .ok_or_else(|| ApiError::not_found("the event"))?,
@@ -303,6 +336,7 @@ async fn payload(req: HttpRequest, path: web::Path<String>, api: web::Data<Admin
     let p = api
         .store
         .payload(archive_id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("the payload (purged?)"))?;
     Ok(HttpResponse::Ok()
@@ -318,7 +352,7 @@ async fn document(
 ) -> ApiResult {
     authenticate(&api, &req).await?;
     let (id, index) = (parse_id(&path.0)?, path.1);
-    let e = load_event(&api, id)?;
+    let e = load_event(&api, id).await?;
     let doc_id = e
         .documents
         .get(index)
@@ -328,13 +362,14 @@ async fn document(
     let p = api
         .store
         .payload(e.archive_id)
+        .await
         .map_err(ApiError::store)?
         .ok_or_else(|| ApiError::not_found("the payload (purged?)"))?;
-    let (vendor, surface) = (e.vendor, e.surface);
+    let connector = api.connectors.get(e.vendor).cloned();
+    let surface = e.surface;
     // Decoding tens of MiB of base64 is CPU work: off the async workers.
-    let decoded =
-        web::block(move || crate::vendors::document(vendor, &surface, &p.bytes, index)).await;
-    let Ok(Some((mime, bytes))) = decoded else {
+    let decoded = web::block(move || connector?.document(&surface, &p.bytes, index)).await;
+    let Ok(Some(doc)) = decoded else {
         return Err(Problem::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "document-unreadable",
@@ -343,13 +378,16 @@ async fn document(
         .into());
     };
     Ok(HttpResponse::Ok()
-        .content_type(mime.unwrap_or_else(|| ContentType::octet_stream().to_string()))
+        .content_type(
+            doc.mime_type
+                .unwrap_or_else(|| ContentType::octet_stream().to_string()),
+        )
         .insert_header((
             header::CONTENT_DISPOSITION,
             format!("attachment; filename=\"document-{index}\""),
         ))
         .insert_header(("X-Document-Id", header_safe(&doc_id)))
-        .body(bytes))
+        .body(doc.bytes))
 }
 
 fn header_safe(s: &str) -> String {
@@ -361,7 +399,14 @@ fn header_safe(s: &str) -> String {
 
 async fn dead_letters(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
     authenticate(&api, &req).await?;
-    let list = api.store.dead_letters().map_err(ApiError::store)?;
+    let list: Vec<_> = api
+        .store
+        .dead_letters()
+        .await
+        .map_err(ApiError::store)?
+        .iter()
+        .map(|d| d.view())
+        .collect();
     Ok(HttpResponse::Ok().json(serde_json::json!({ "dead_letters": list })))
 }
 
@@ -370,8 +415,8 @@ async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminA
     let id = parse_id(&path)?;
     match api.store.replay(id).await {
         Ok(()) => {
-            tracing::info!(event_id = %id, "dead letter replayed");
-            api.relay_wake.notify_one();
+            tracing::info!(id = %id, "dead letter replayed");
+            api.wakers.wake_all();
             Ok(HttpResponse::Accepted()
                 .json(serde_json::json!({"event_id": id, "relay": "pending"})))
         }
@@ -382,6 +427,6 @@ async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminA
 
 async fn quarantine(req: HttpRequest, api: web::Data<AdminApi>) -> ApiResult {
     authenticate(&api, &req).await?;
-    let list = api.store.quarantined().map_err(ApiError::store)?;
+    let list = api.store.quarantined().await.map_err(ApiError::store)?;
     Ok(HttpResponse::Ok().json(serde_json::json!({ "quarantine": list })))
 }

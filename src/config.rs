@@ -1,5 +1,6 @@
 //! Typed configuration: TOML file, then `SIGNRELAY__SECTION__KEY` environment overrides,
-//! validated once at start. Every key is documented in `signrelay.example.toml`.
+//! validated once at start. Every key is documented in `signrelay.example.toml`. The core
+//! sections live here; each vendor's section is its own (`crate::vendors::Sections`).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,9 +11,15 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+pub use crate::secret::{EnvRef, FileRef, Secret};
+use crate::telemetry::LogConfig;
+use crate::vendors::Sections;
+use crate::zgw::jwt::ZgwIdentity;
 
+/// The whole configuration. Unknown top-level sections are refused by `load` (serde cannot
+/// refuse them here: the vendors' sections are flattened in).
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Config {
     pub server: ServerConfig,
     pub log: LogConfig,
@@ -20,8 +27,12 @@ pub struct Config {
     pub relay: RelayConfig,
     pub nrc: NrcConfig,
     pub admin: AdminConfig,
-    pub gosign: GosignConfig,
+    #[serde(flatten)]
+    pub vendors: Sections,
 }
+
+/// The core sections, beside the vendors' own.
+const CORE_SECTIONS: [&str; 6] = ["server", "log", "store", "relay", "nrc", "admin"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -42,23 +53,6 @@ pub struct ServerConfig {
     pub api_body_limit_kib: usize,
     /// The URL vendors reach signrelay at (used as the address in served WSDLs).
     pub public_url: String,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `auto` (pretty in a terminal, JSON otherwise), `json` or `pretty`.
-    pub format: LogFormat,
-    /// A tracing filter, e.g. `info` or `signrelay=debug,info`.
-    pub level: String,
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "lowercase")]
-pub enum LogFormat {
-    Auto,
-    Json,
-    Pretty,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -127,133 +121,6 @@ pub struct AdminConfig {
     pub auth: AuthConfig,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, Default)]
-#[serde(deny_unknown_fields, default)]
-pub struct GosignConfig {
-    pub rest: GosignRestConfig,
-    pub soap: GosignSoapConfig,
-    pub workability: WorkabilityConfig,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GosignSoapConfig {
-    pub enabled: bool,
-    /// WorkNotificationsService: workNotification and getEnvelopeExternalStatus.
-    pub base_path: String,
-    /// EvelopeEventService: LegalBus OperationDone.
-    pub events_path: String,
-    /// Must be set explicitly when enabled, `{ method = "none" }` included.
-    pub auth: Option<AuthConfig>,
-    pub body_limit_mib: usize,
-    pub large_bodies_in_flight: usize,
-}
-
-impl Default for GosignSoapConfig {
-    fn default() -> Self {
-        Self {
-            enabled: false,
-            base_path: "/gosign/soap".into(),
-            events_path: "/gosign/soap/events".into(),
-            auth: None,
-            body_limit_mib: 64,
-            large_bodies_in_flight: 2,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum WorkabilityPolicy {
-    /// Every envelope is workable.
-    Always,
-    /// Not workable once withdrawn by the case application or finished.
-    Registry,
-    /// As `registry`, and not workable once the zaak (from the ZRC) has an `einddatum`.
-    ZaakOpen,
-    /// Ask the case application (`forward_url`) the same question.
-    Forward,
-}
-
-impl WorkabilityPolicy {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            WorkabilityPolicy::Always => "always",
-            WorkabilityPolicy::Registry => "registry",
-            WorkabilityPolicy::ZaakOpen => "zaak-open",
-            WorkabilityPolicy::Forward => "forward",
-        }
-    }
-
-    /// Does the policy call another system?
-    pub fn is_remote(self) -> bool {
-        matches!(
-            self,
-            WorkabilityPolicy::ZaakOpen | WorkabilityPolicy::Forward
-        )
-    }
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "kebab-case")]
-pub enum OnError {
-    FailOpen,
-    FailClosed,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WorkabilityConfig {
-    pub policy: WorkabilityPolicy,
-    /// Envelopes signrelay has no registration for: workable (true) or not.
-    pub unknown_envelopes_workable: bool,
-    /// What GoSign should do with a non-workable envelope: NOP or DELETE.
-    pub action: crate::vendors::gosign::workability::Action,
-    /// A remote check (ZRC, case application) gets this long.
-    pub timeout_ms: u64,
-    /// The answer when a remote check fails or times out.
-    pub on_error: OnError,
-    /// Decisions of remote policies are cached this many seconds (0: off).
-    pub cache_secs: u64,
-    /// `forward`: base URL of the case application's workability service; signrelay calls
-    /// `{forward_url}/envelopes/{e}/managers/{u}[/for/{o}]/status`.
-    pub forward_url: Option<String>,
-    pub forward_bearer: Option<Secret>,
-    /// `zaak-open`: ZGW credentials for the ZRC (default: the NRC's).
-    pub zrc_client_id: Option<String>,
-    pub zrc_secret: Option<Secret>,
-}
-
-impl Default for WorkabilityConfig {
-    fn default() -> Self {
-        Self {
-            policy: WorkabilityPolicy::Always,
-            unknown_envelopes_workable: true,
-            action: crate::vendors::gosign::workability::Action::Nop,
-            timeout_ms: 2000,
-            on_error: OnError::FailOpen,
-            cache_secs: 5,
-            forward_url: None,
-            forward_bearer: None,
-            zrc_client_id: None,
-            zrc_secret: None,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct GosignRestConfig {
-    pub enabled: bool,
-    pub base_path: String,
-    /// Must be set explicitly, `{ method = "none" }` included.
-    pub auth: Option<AuthConfig>,
-    /// Largest notify body (documents arrive inline, base64).
-    pub body_limit_mib: usize,
-    /// Bodies above 1 MiB being read at once; more wait, so memory stays bounded.
-    pub large_bodies_in_flight: usize,
-}
-
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -264,15 +131,6 @@ impl Default for ServerConfig {
             keep_alive_secs: 0,
             api_body_limit_kib: 100,
             public_url: "http://localhost:8080".into(),
-        }
-    }
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        Self {
-            format: LogFormat::Auto,
-            level: "info".into(),
         }
     }
 }
@@ -306,6 +164,19 @@ impl Default for RelayConfig {
     }
 }
 
+impl NrcConfig {
+    /// signrelay's ZGW identity towards the NRC (and, by default, other ZGW components).
+    pub fn identity(&self) -> ZgwIdentity {
+        ZgwIdentity {
+            client_id: self.client_id.clone(),
+            secret: self.secret.clone(),
+            user_id: self.user_id.clone(),
+            user_representation: self.user_representation.clone(),
+            max_age: Duration::from_secs(self.jwt_max_age_secs),
+        }
+    }
+}
+
 impl Default for NrcConfig {
     fn default() -> Self {
         Self {
@@ -334,79 +205,6 @@ impl Default for AdminConfig {
     }
 }
 
-impl Default for GosignRestConfig {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            base_path: "/gosign/rest".into(),
-            auth: None,
-            body_limit_mib: 64,
-            large_bodies_in_flight: 2,
-        }
-    }
-}
-
-/// A secret: inline (for development), from an environment variable, or from a file (e.g. a
-/// mounted Kubernetes secret). Resolved once at start; never printed.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
-#[serde(untagged)]
-pub enum Secret {
-    Env(EnvRef),
-    File(FileRef),
-    Inline(String),
-}
-
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct EnvRef {
-    pub env: String,
-}
-
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq, Debug)]
-#[serde(deny_unknown_fields)]
-pub struct FileRef {
-    pub file: PathBuf,
-}
-
-impl Secret {
-    pub fn env(name: &str) -> Secret {
-        Secret::Env(EnvRef { env: name.into() })
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Secret::Env(EnvRef { env }) => write!(f, "Secret(env {env})"),
-            Secret::File(FileRef { file }) => write!(f, "Secret(file {})", file.display()),
-            Secret::Inline(_) => f.write_str("Secret(inline ***)"),
-        }
-    }
-}
-
-impl Secret {
-    /// The secret's value. Trailing newlines of files are dropped.
-    pub fn resolve(&self) -> anyhow::Result<String> {
-        match self {
-            Secret::Inline(s) => Ok(s.clone()),
-            Secret::Env(EnvRef { env }) => std::env::var(env)
-                .map_err(|_| anyhow::anyhow!("environment variable {env} is not set")),
-            Secret::File(FileRef { file }) => std::fs::read_to_string(file)
-                .map(|s| s.trim_end_matches(['\r', '\n']).to_string())
-                .map_err(|e| anyhow::anyhow!("cannot read secret file {}: {e}", file.display())),
-        }
-    }
-
-    /// How the effective config shows it: where it comes from, never what it is.
-    pub fn redacted(&self) -> serde_json::Value {
-        match self {
-            Secret::Env(EnvRef { env }) => serde_json::json!({ "env": env }),
-            Secret::File(FileRef { file }) => serde_json::json!({ "file": file }),
-            Secret::Inline(_) => serde_json::json!("***"),
-        }
-    }
-}
-
 impl Config {
     /// Defaults, then the TOML file (if any), then `SIGNRELAY__…` environment variables.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
@@ -427,7 +225,34 @@ impl Config {
             fig = fig.merge(Toml::file_exact(file));
         }
         fig = fig.merge(Env::prefixed("SIGNRELAY__").split("__"));
+        let sections: std::collections::BTreeMap<String, figment::value::Value> =
+            fig.extract().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let vendors = Sections::names();
+        let unknown: Vec<&String> = sections
+            .keys()
+            .filter(|k| !CORE_SECTIONS.contains(&k.as_str()) && !vendors.contains(&k.as_str()))
+            .collect();
+        if let Some(k) = unknown.first() {
+            anyhow::bail!(
+                "unknown section `{k}`, expected one of {}",
+                CORE_SECTIONS
+                    .iter()
+                    .chain(vendors.iter())
+                    .map(|s| format!("`{s}`"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+        }
         fig.extract().map_err(|e| anyhow::anyhow!("{e}"))
+    }
+
+    /// What the vendors may lean on from the core sections.
+    pub fn vendor_settings(&self) -> crate::vendors::Settings {
+        crate::vendors::Settings {
+            public_url: self.server.public_url.clone(),
+            client_timeout: Duration::from_secs(self.server.client_timeout_secs),
+            zgw: self.nrc.identity(),
+        }
     }
 
     /// Checks that hold across keys; secrets must resolve so that a bad deployment fails at
@@ -464,86 +289,12 @@ impl Config {
         if let Err(e) = self.admin.auth.validate("admin.auth") {
             errs.push(e);
         }
-        if self.gosign.rest.enabled {
-            if !self.gosign.rest.base_path.starts_with('/')
-                || self.gosign.rest.base_path.ends_with('/')
-            {
-                errs.push("gosign.rest.base_path must start and not end with '/'".into());
-            }
-            match &self.gosign.rest.auth {
-                None => errs.push(
-                    "gosign.rest.auth is not set: choose basic, api-key, or (explicitly) none"
-                        .into(),
-                ),
-                Some(a) => {
-                    if let Err(e) = a.validate("gosign.rest.auth") {
-                        errs.push(e);
-                    }
-                }
-            }
-            if self.gosign.rest.body_limit_mib == 0 || self.gosign.rest.large_bodies_in_flight == 0
-            {
-                errs.push(
-                    "gosign.rest.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
-        }
-        let soap = &self.gosign.soap;
-        if soap.enabled {
-            for (name, p) in [
-                ("base_path", &soap.base_path),
-                ("events_path", &soap.events_path),
-            ] {
-                if !p.starts_with('/') || p.ends_with('/') {
-                    errs.push(format!(
-                        "gosign.soap.{name} must start and not end with '/'"
-                    ));
-                }
-            }
-            match &soap.auth {
-                None => errs.push(
-                    "gosign.soap.auth is not set: choose basic, api-key, or (explicitly) none"
-                        .into(),
-                ),
-                Some(a) => {
-                    if let Err(e) = a.validate("gosign.soap.auth") {
-                        errs.push(e);
-                    }
-                }
-            }
-            if soap.body_limit_mib == 0 || soap.large_bodies_in_flight == 0 {
-                errs.push(
-                    "gosign.soap.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
-        }
         if url::Url::parse(&self.server.public_url).is_err() {
             errs.push("server.public_url is not a URL".into());
         }
-        let w = &self.gosign.workability;
-        match w.policy {
-            WorkabilityPolicy::Forward => match w.forward_url.as_deref().map(url::Url::parse) {
-                Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
-                _ => errs.push(
-                    "gosign.workability.forward_url must be an http(s) URL for policy forward"
-                        .into(),
-                ),
-            },
-            WorkabilityPolicy::ZaakOpen => {
-                let secret = w.zrc_secret.as_ref().unwrap_or(&self.nrc.secret);
-                if let Err(e) = secret.resolve() {
-                    errs.push(format!("gosign.workability.zrc_secret: {e}"));
-                }
-            }
-            _ => {}
-        }
-        if let Some(b) = &w.forward_bearer {
-            if let Err(e) = b.resolve() {
-                errs.push(format!("gosign.workability.forward_bearer: {e}"));
-            }
-        }
-        if w.timeout_ms == 0 {
-            errs.push("gosign.workability.timeout_ms must be > 0".into());
+        let settings = self.vendor_settings();
+        for v in self.vendors.all() {
+            errs.extend(v.validate(&settings));
         }
         if errs.is_empty() {
             Ok(())
@@ -557,17 +308,8 @@ impl Config {
         let mut v = serde_json::to_value(self).expect("config serializes");
         v["nrc"]["secret"] = self.nrc.secret.redacted();
         v["admin"]["auth"] = self.admin.auth.redacted();
-        if let Some(a) = &self.gosign.rest.auth {
-            v["gosign"]["rest"]["auth"] = a.redacted();
-        }
-        if let Some(a) = &self.gosign.soap.auth {
-            v["gosign"]["soap"]["auth"] = a.redacted();
-        }
-        if let Some(s) = &self.gosign.workability.forward_bearer {
-            v["gosign"]["workability"]["forward_bearer"] = s.redacted();
-        }
-        if let Some(s) = &self.gosign.workability.zrc_secret {
-            v["gosign"]["workability"]["zrc_secret"] = s.redacted();
+        for (name, section) in Sections::names().into_iter().zip(self.vendors.all()) {
+            v[name] = section.redacted();
         }
         v
     }
@@ -614,18 +356,38 @@ mod tests {
         }
     }
 
+    /// Where `defaults` has no value, the example's.
+    fn take_unset(defaults: &mut serde_json::Value, example: &serde_json::Value) {
+        match defaults {
+            serde_json::Value::Null => *defaults = example.clone(),
+            serde_json::Value::Object(m) => {
+                for (k, v) in m.iter_mut() {
+                    if let Some(e) = example.get(k) {
+                        take_unset(v, e);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
     #[test]
     fn example_config_documents_every_key() {
         let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("signrelay.example.toml");
         let example = std::fs::read_to_string(&file).unwrap();
         let parsed: toml::Value = toml::from_str(&example).expect("example parses");
         let (mut set, mut unset) = (Vec::new(), Vec::new());
-        leaves(
-            &serde_json::to_value(Config::default()).unwrap(),
-            String::new(),
-            &mut set,
-            &mut unset,
-        );
+        let mut defaults = serde_json::to_value(Config::default()).unwrap();
+        let defaults_obj = defaults.as_object_mut().unwrap();
+        for (name, v) in Sections::names()
+            .into_iter()
+            .zip(Config::default().vendors.all())
+        {
+            if !v.in_example() {
+                defaults_obj.remove(name);
+            }
+        }
+        leaves(&defaults, String::new(), &mut set, &mut unset);
         for key in set {
             let mut at = &parsed;
             for part in key.split('.') {
@@ -641,19 +403,34 @@ mod tests {
                 "optional key {key} is not documented in the example"
             );
         }
-        // The example's values are the defaults (apart from the auth it must choose).
+        // The example's values are the defaults (apart from what has no default and must be
+        // chosen, such as a surface's auth).
         let typed: Config = toml::from_str(&example).expect("example is a valid config");
-        let mut defaults = serde_json::to_value(Config::default()).unwrap();
-        defaults["gosign"]["rest"]["auth"] = serde_json::to_value(&typed.gosign.rest.auth).unwrap();
-        assert_eq!(serde_json::to_value(&typed).unwrap(), defaults);
-        with_env(
-            &[
-                ("SIGNRELAY_NRC_SECRET", "nrc-secret"),
-                ("SIGNRELAY_ADMIN_API_KEY", "0123456789abcdef0123"),
-                ("SIGNRELAY_GOSIGN_PASSWORD", "pw"),
-            ],
-            || Config::load(Some(&file)).expect("example validates"),
-        );
+        let mut typed = serde_json::to_value(&typed).unwrap();
+        for k in typed
+            .as_object()
+            .unwrap()
+            .keys()
+            .cloned()
+            .collect::<Vec<_>>()
+        {
+            if defaults.get(&k).is_none() {
+                typed.as_object_mut().unwrap().remove(&k);
+            }
+        }
+        take_unset(&mut defaults, &typed);
+        assert_eq!(typed, defaults);
+        // Every secret the example takes from the environment, set (long enough for a key).
+        let vars: Vec<(&str, &str)> = example
+            .split("env = \"")
+            .skip(1)
+            .filter_map(|rest| rest.split('"').next())
+            .map(|name| (name, "0123456789abcdef0123"))
+            .collect();
+        assert!(!vars.is_empty());
+        with_env(&vars, || {
+            Config::load(Some(&file)).expect("example validates")
+        });
     }
 
     #[test]
@@ -661,13 +438,13 @@ mod tests {
         let cfg = with_env(
             &[
                 ("SIGNRELAY__NRC__URL", "https://nrc.example.nl/api/v1"),
-                ("SIGNRELAY__GOSIGN__REST__BASE_PATH", "/cb/gosign"),
+                ("SIGNRELAY__SERVER__PUBLIC_URL", "https://sr.example.nl"),
                 ("SIGNRELAY__RELAY__CONCURRENCY", "2"),
             ],
             || Config::load_unvalidated(None).unwrap(),
         );
         assert_eq!(cfg.nrc.url, "https://nrc.example.nl/api/v1");
-        assert_eq!(cfg.gosign.rest.base_path, "/cb/gosign");
+        assert_eq!(cfg.server.public_url, "https://sr.example.nl");
         assert_eq!(cfg.relay.concurrency, 2);
     }
 
@@ -681,7 +458,7 @@ mod tests {
         let toml = r#"
             [nrc]
             secret = "inline-secret-value"
-            [gosign.rest.auth]
+            [admin.auth]
             method = "api-key"
             header = "X-Key"
             key = { env = "SOME_KEY" }
@@ -690,14 +467,5 @@ mod tests {
         let shown = cfg.redacted().to_string();
         assert!(!shown.contains("inline-secret-value"), "{shown}");
         assert!(shown.contains("SOME_KEY"));
-    }
-
-    #[test]
-    fn missing_gosign_auth_is_an_error() {
-        let mut cfg = Config::default();
-        cfg.nrc.secret = Secret::Inline("x".into());
-        cfg.admin.auth = AuthConfig::None;
-        let err = cfg.validate().unwrap_err().to_string();
-        assert!(err.contains("gosign.rest.auth is not set"), "{err}");
     }
 }

@@ -10,7 +10,8 @@ use serde_json::{json, Value};
 
 use crate::app::Application;
 use crate::auth::AuthConfig;
-use crate::config::{Config, LogFormat, Secret};
+use crate::config::{Config, Secret};
+use crate::telemetry::LogFormat;
 use crate::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use crate::testkit::nrc::NrcStandIn;
 
@@ -134,10 +135,11 @@ pub async fn run() -> anyhow::Result<()> {
         username: GOSIGN_USER.into(),
         password: Secret::Inline(GOSIGN_PASSWORD.into()),
     };
-    cfg.gosign.rest.auth = Some(gosign_auth.clone());
-    cfg.gosign.soap.enabled = true;
-    cfg.gosign.soap.auth = Some(gosign_auth);
-    cfg.gosign.workability.policy = crate::config::WorkabilityPolicy::Registry;
+    cfg.vendors.gosign.rest.auth = Some(gosign_auth.clone());
+    cfg.vendors.gosign.soap.enabled = true;
+    cfg.vendors.gosign.soap.auth = Some(gosign_auth);
+    cfg.vendors.gosign.workability.policy =
+        crate::vendors::gosign::config::WorkabilityPolicy::Registry;
     cfg.validate()?;
     crate::telemetry::init_logging(&cfg.log);
 

@@ -12,21 +12,34 @@ pub enum Vendor {
     Gosign,
     Pkisigning,
     Posten,
+    /// Exists only to prove the vendor seam in the tests.
+    #[cfg(feature = "throwaway-vendor")]
+    Throwaway,
 }
 
 impl Vendor {
-    pub const ALL: [Vendor; 3] = [Vendor::Gosign, Vendor::Pkisigning, Vendor::Posten];
+    #[cfg(not(feature = "throwaway-vendor"))]
+    pub const ALL: &'static [Vendor] = &[Vendor::Gosign, Vendor::Pkisigning, Vendor::Posten];
+    #[cfg(feature = "throwaway-vendor")]
+    pub const ALL: &'static [Vendor] = &[
+        Vendor::Gosign,
+        Vendor::Pkisigning,
+        Vendor::Posten,
+        Vendor::Throwaway,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
             Vendor::Gosign => "gosign",
             Vendor::Pkisigning => "pkisigning",
             Vendor::Posten => "posten",
+            #[cfg(feature = "throwaway-vendor")]
+            Vendor::Throwaway => "throwaway",
         }
     }
 
     pub fn parse(s: &str) -> Option<Vendor> {
-        Vendor::ALL.into_iter().find(|v| v.as_str() == s)
+        Vendor::ALL.iter().copied().find(|v| v.as_str() == s)
     }
 }
 
@@ -75,11 +88,107 @@ pub struct DocumentRef {
     pub size: u64,
 }
 
+/// A vendor's id of a signing transaction, as it may appear in a path and a store key:
+/// 1 to 256 printable characters, no `/`, `\\` or NUL, not `.` or `..`. Surfaces parse it;
+/// everything after them relies on it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct TransactionId(String);
+
+/// Why a text is not a transaction id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a transaction id is 1 to 256 printable characters, without '/' or '\\'")]
+pub struct InvalidTransactionId;
+
+impl TransactionId {
+    pub const MAX_LEN: usize = 256;
+
+    /// U+FFFD is what a path's invalid UTF-8 was decoded to: such an id is not the one the
+    /// caller sent, and distinct ones would collide.
+    pub fn parse(id: &str) -> Result<TransactionId, InvalidTransactionId> {
+        let ok = !id.is_empty()
+            && id.len() <= Self::MAX_LEN
+            && id
+                .chars()
+                .all(|c| !c.is_control() && c != '/' && c != '\\' && c != '\u{FFFD}')
+            && id != "."
+            && id != "..";
+        if ok {
+            Ok(TransactionId(id.to_string()))
+        } else {
+            Err(InvalidTransactionId)
+        }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for TransactionId {
+    type Error = InvalidTransactionId;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        TransactionId::parse(&s)
+    }
+}
+
+impl From<TransactionId> for String {
+    fn from(t: TransactionId) -> String {
+        t.0
+    }
+}
+
+impl std::fmt::Display for TransactionId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl PartialEq<str> for TransactionId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for TransactionId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl std::ops::Deref for TransactionId {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+/// How a caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum CallerMethod {
+    #[default]
+    None,
+    Basic,
+    ApiKey,
+    Jwt,
+}
+
+impl CallerMethod {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CallerMethod::None => "none",
+            CallerMethod::Basic => "basic",
+            CallerMethod::ApiKey => "api-key",
+            CallerMethod::Jwt => "jwt",
+        }
+    }
+}
+
 /// Who made the callback, once authenticated.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Caller {
-    /// `none`, `basic`, `api-key`, `jwt`.
-    pub method: String,
+    pub method: CallerMethod,
     /// Basic user name, api-key header name or JWT calling app (or subject); never a secret.
     pub principal: Option<String>,
     /// JWT: the verified issuer.
@@ -90,12 +199,39 @@ pub struct Caller {
     pub tenant: Option<String>,
 }
 
+/// The step of its journey a pending event waits on; each is a job of the queue.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    /// A follow-up with the vendor first (e.g. confirming the callback with its API).
+    Vendor,
+    /// The notification to the NRC.
+    #[default]
+    Notify,
+}
+
+impl Step {
+    pub fn is_notify(&self) -> bool {
+        *self == Step::Notify
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Step::Vendor => "vendor",
+            Step::Notify => "notify",
+        }
+    }
+}
+
 /// Where an event is in its journey to the NRC.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "state", rename_all = "snake_case")]
 pub enum RelayState {
-    /// In the outbox, waiting for (another) delivery attempt.
-    Pending,
+    /// Queued, waiting for (another) attempt at `step` (shown unless it is the NRC's).
+    Pending {
+        #[serde(default, skip_serializing_if = "Step::is_notify")]
+        step: Step,
+    },
     /// No registration for its transaction yet; released when one arrives.
     Parked,
     Delivered {
@@ -117,12 +253,63 @@ impl RelayState {
     /// The `state` tag as serialized, for filters, logs and metrics.
     pub fn label(&self) -> &'static str {
         match self {
-            RelayState::Pending => "pending",
+            RelayState::Pending { .. } => "pending",
             RelayState::Parked => "parked",
             RelayState::Delivered { .. } => "delivered",
             RelayState::DeadLettered { .. } => "dead_lettered",
             RelayState::NotRelayed { .. } => "not_relayed",
         }
+    }
+
+    pub fn is_pending(&self) -> bool {
+        matches!(self, RelayState::Pending { .. })
+    }
+
+    /// Finished: nothing more will happen to the event unless an operator replays it.
+    pub fn is_final(&self) -> bool {
+        matches!(
+            self,
+            RelayState::Delivered { .. } | RelayState::NotRelayed { .. }
+        )
+    }
+}
+
+/// The relay states, for filters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelayStateKind {
+    Pending,
+    Parked,
+    Delivered,
+    DeadLettered,
+    NotRelayed,
+}
+
+impl RelayStateKind {
+    pub const ALL: [RelayStateKind; 5] = [
+        RelayStateKind::Pending,
+        RelayStateKind::Parked,
+        RelayStateKind::Delivered,
+        RelayStateKind::DeadLettered,
+        RelayStateKind::NotRelayed,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            RelayStateKind::Pending => "pending",
+            RelayStateKind::Parked => "parked",
+            RelayStateKind::Delivered => "delivered",
+            RelayStateKind::DeadLettered => "dead_lettered",
+            RelayStateKind::NotRelayed => "not_relayed",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RelayStateKind> {
+        Self::ALL.into_iter().find(|k| k.label() == s)
+    }
+
+    pub fn matches(self, state: &RelayState) -> bool {
+        self.label() == state.label()
     }
 }
 
@@ -143,7 +330,7 @@ pub struct SigningEvent {
     pub vendor: Vendor,
     /// The vendor's id of the signing transaction (GoSign envelope externalId, PKIsigning
     /// PkisId, Posten signature-job-id).
-    pub transaction_id: String,
+    pub transaction_id: TransactionId,
     pub outcome: Outcome,
     /// When the vendor says it happened, if it says.
     pub occurred_at: Option<DateTime<Utc>>,
@@ -161,17 +348,27 @@ pub struct SigningEvent {
     pub relay: RelayState,
 }
 
+/// A vendor's own job to run before the outcome goes on (e.g. confirming it with the vendor's
+/// API): the vendor's job name and data, see `crate::jobs::VendorTask`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowUp {
+    pub name: String,
+    pub data: serde_json::Value,
+}
+
 /// A callback as a surface hands it to the intake: normalized, not yet stored.
 #[derive(Debug, Clone)]
 pub struct NewEvent {
     pub vendor: Vendor,
-    pub transaction_id: String,
+    pub transaction_id: TransactionId,
     pub outcome: Outcome,
     pub occurred_at: Option<DateTime<Utc>>,
     pub surface: &'static str,
     pub dedup_key: String,
     pub documents: Vec<DocumentRef>,
     pub caller: Caller,
+    /// Run before the outcome is relayed, when the callback is to be relayed at all.
+    pub follow_up: Option<FollowUp>,
 }
 
 /// A stable delivery-dedup key: the hex SHA-256 of the parts, length-prefixed so that parts
@@ -197,6 +394,26 @@ mod tests {
     use super::*;
 
     #[test]
+    fn transaction_ids_reject_traversal_and_controls() {
+        assert!(TransactionId::parse("2opbDxqSB8BX3137ulqdw2q9_Mw=").is_ok());
+        for bad in [
+            "../x",
+            "a\nb",
+            "..",
+            ".",
+            "",
+            "\u{FFFD}\u{FFFD}",
+            "a\\b",
+            "a\0b",
+        ] {
+            assert!(TransactionId::parse(bad).is_err(), "{bad:?}");
+        }
+        assert!(TransactionId::parse(&"A".repeat(256)).is_ok());
+        assert!(TransactionId::parse(&"A".repeat(257)).is_err());
+        assert!(serde_json::from_str::<TransactionId>("\"a/b\"").is_err());
+    }
+
+    #[test]
     fn dedup_key_separates_parts() {
         assert_ne!(dedup_key(&[b"ab", b"c"]), dedup_key(&[b"a", b"bc"]));
         assert_eq!(dedup_key(&[b"x"]), dedup_key(&[b"x"]));
@@ -206,7 +423,7 @@ mod tests {
     fn relay_label_is_the_serialized_state() {
         let now = Utc::now();
         for r in [
-            RelayState::Pending,
+            RelayState::Pending { step: Step::Notify },
             RelayState::Parked,
             RelayState::Delivered {
                 at: now,
@@ -221,6 +438,15 @@ mod tests {
             },
         ] {
             assert_eq!(serde_json::to_value(&r).unwrap()["state"], r.label());
+        }
+    }
+
+    #[test]
+    fn pending_without_a_step_reads_as_notify() {
+        let r: RelayState = serde_json::from_str(r#"{"state":"pending"}"#).unwrap();
+        assert_eq!(r, RelayState::Pending { step: Step::Notify });
+        for k in RelayStateKind::ALL {
+            assert_eq!(RelayStateKind::parse(k.label()), Some(k));
         }
     }
 

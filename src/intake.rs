@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use tokio::sync::Notify;
-
-use crate::event::{Caller, NewEvent, RelayState, Vendor};
+use crate::event::NewEvent;
 use crate::health::Health;
-use crate::store::{QuarantineEntry, RawPayload, Recorded, Store, StoreError};
+use crate::jobs::worker::Wakers;
+use crate::store::{NewQuarantine, QuarantineEntry, RawPayload, Recorded, Store, StoreError};
 use crate::telemetry::Metrics;
 
 #[derive(Clone)]
@@ -15,8 +14,8 @@ pub struct Intake {
     pub store: Arc<dyn Store>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    /// Wakes the relay worker when something became due.
-    pub relay_wake: Arc<Notify>,
+    /// Wakes the job queue's lanes when something became due.
+    pub wakers: Wakers,
 }
 
 impl Intake {
@@ -36,7 +35,7 @@ impl Intake {
                     n.result = Some("recorded");
                     n.event_id = Some(e.id);
                     n.vendor = Some(e.vendor.as_str());
-                    n.transaction_id = Some(e.transaction_id.clone());
+                    n.transaction_id = Some(e.transaction_id.to_string());
                     n.outcome = Some(e.outcome.label());
                     n.relay = Some(e.relay.label());
                 });
@@ -48,8 +47,8 @@ impl Intake {
                     relay = e.relay.label(),
                     "callback recorded"
                 );
-                if e.relay == RelayState::Pending {
-                    self.relay_wake.notify_one();
+                if e.relay.is_pending() {
+                    self.wakers.wake_all();
                 }
             }
             Ok(Recorded::Duplicate { event_id }) => {
@@ -70,20 +69,14 @@ impl Intake {
         result
     }
 
-    /// Keeps a callback that can never be processed; `reason` must not contain payload data.
+    /// Keeps a callback that can never be processed.
     pub async fn quarantine(
         &self,
-        vendor: Vendor,
-        surface: &'static str,
-        reason: String,
-        caller: Caller,
+        entry: NewQuarantine,
         payload: RawPayload,
-        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
-        let result = self
-            .store
-            .quarantine(vendor, surface, reason, caller, payload, dedup_key)
-            .await;
+        let (vendor, surface) = (entry.vendor, entry.surface);
+        let result = self.store.quarantine(entry, payload).await;
         self.health.store_result(result.is_ok());
         match &result {
             Ok(q) => {

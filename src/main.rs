@@ -29,6 +29,7 @@ enum Command {
     },
     /// Run the whole job end to end on embedded defaults: a temporary store, an NRC stand-in
     /// and scripted vendor callbacks; prints what reached the NRC.
+    #[cfg(feature = "demo")]
     Demo,
     /// Validate the configuration and print it with secrets redacted; resolve each JWT
     /// identity provider and list the key ids it would trust.
@@ -75,7 +76,7 @@ enum JwtAction {
         token: String,
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
-        /// Only this surface: admin, gosign.rest or gosign.soap.
+        /// Only this surface (`admin`, or a vendor's, as `check-config` lists them).
         #[arg(long)]
         surface: Option<String>,
     },
@@ -92,7 +93,7 @@ enum DlqAction {
     Replay {
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
-        /// Event id of the dead letter.
+        /// Id of the dead letter (an event's id for an event's step).
         id: Option<uuid::Uuid>,
         /// Replay every dead letter.
         #[arg(long, conflicts_with = "id")]
@@ -123,6 +124,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let app = Application::build(cfg).await?;
             app.run_until_stopped().await
         }
+        #[cfg(feature = "demo")]
         Command::Demo => signrelay::demo::run().await,
         Command::CheckConfig { config } => {
             let cfg = Config::load(Some(&config))?;
@@ -158,19 +160,26 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     ),
                     None => None,
                 },
-                transaction_id,
-                state,
+                transaction_id: transaction_id
+                    .map(|t| signrelay::event::TransactionId::parse(&t))
+                    .transpose()?,
+                state: state
+                    .map(|s| {
+                        signrelay::event::RelayStateKind::parse(&s)
+                            .ok_or_else(|| anyhow::anyhow!("unknown state {s}"))
+                    })
+                    .transpose()?,
                 after: None,
                 limit: Some(limit),
             };
-            for e in store.events(&q)? {
+            for e in store.events(&q).await? {
                 println!("{}", serde_json::to_string(&e)?);
             }
             Ok(())
         }
         Command::Quarantine { config } => {
             let (store, _) = open_offline(&config)?;
-            for q in store.quarantined()? {
+            for q in store.quarantined().await? {
                 println!("{}", serde_json::to_string(&q)?);
             }
             Ok(())
@@ -178,8 +187,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Dlq { action } => match action {
             DlqAction::List { config } => {
                 let (store, _) = open_offline(&config)?;
-                for d in store.dead_letters()? {
-                    println!("{}", serde_json::to_string(&d)?);
+                for d in store.dead_letters().await? {
+                    println!("{}", serde_json::to_string(&d.view())?);
                 }
                 Ok(())
             }
@@ -187,7 +196,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 let (store, _) = open_offline(&config)?;
                 let ids: Vec<uuid::Uuid> = match (id, all) {
                     (Some(id), _) => vec![id],
-                    (None, true) => store.dead_letters()?.iter().map(|d| d.event_id).collect(),
+                    (None, true) => store
+                        .dead_letters()
+                        .await?
+                        .iter()
+                        .map(|d| d.job.id)
+                        .collect(),
                     (None, false) => anyhow::bail!("give a dead letter id or --all"),
                 };
                 for id in &ids {
@@ -207,11 +221,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// The surfaces (by their metrics name) whose callers authenticate with JWTs.
 fn jwt_surfaces(cfg: &Config) -> Vec<(&'static str, &AuthConfig)> {
     let mut all = vec![("admin", &cfg.admin.auth)];
-    if let (true, Some(a)) = (cfg.gosign.rest.enabled, &cfg.gosign.rest.auth) {
-        all.push(("gosign.rest", a));
-    }
-    if let (true, Some(a)) = (cfg.gosign.soap.enabled, &cfg.gosign.soap.auth) {
-        all.push(("gosign.soap", a));
+    for v in cfg.vendors.all() {
+        all.extend(v.auth_surfaces());
     }
     all.retain(|(_, a)| matches!(a, AuthConfig::Jwt { .. }));
     all

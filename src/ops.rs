@@ -1,7 +1,9 @@
-//! Operations endpoints: liveness, readiness and Prometheus metrics.
+//! Operations endpoints: liveness, readiness, Prometheus metrics, and the contracts of the
+//! surfaces signrelay serves (`/openapi/{name}`).
 
 use std::sync::Arc;
 
+use actix_web::http::StatusCode;
 use actix_web::{web, HttpResponse};
 
 use crate::health::Health;
@@ -12,13 +14,27 @@ pub struct Ops {
     pub store: Arc<dyn Store>,
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// (file name, YAML) of each OpenAPI document served.
+    pub contracts: Vec<(&'static str, &'static str)>,
 }
 
 pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<Ops>) {
     cfg.app_data(state)
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(metrics))
+        .route("/openapi/{name}", web::get().to(contract));
+}
+
+async fn contract(name: web::Path<String>, ops: web::Data<Ops>) -> HttpResponse {
+    match ops.contracts.iter().find(|(n, _)| *n == name.as_str()) {
+        Some((_, yaml)) => HttpResponse::Ok()
+            .content_type("application/yaml; charset=utf-8")
+            .body(*yaml),
+        None => crate::problem::Problem::new(StatusCode::NOT_FOUND, "not-found", "Not found")
+            .detail("no such contract")
+            .respond(),
+    }
 }
 
 /// The process is up and serving, or needs a restart (a durable write failed: the store

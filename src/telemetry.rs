@@ -9,9 +9,35 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
 use crate::store::writer::CommitObserver;
 use crate::store::Depths;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `auto` (pretty in a terminal, JSON otherwise), `json` or `pretty`.
+    pub format: LogFormat,
+    /// A tracing filter, e.g. `info` or `signrelay=debug,info`.
+    pub level: String,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Auto,
+    Json,
+    Pretty,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Auto,
+            level: "info".into(),
+        }
+    }
+}
 
 /// Installs the global subscriber once; later calls (tests) are ignored.
 pub fn init_logging(cfg: &LogConfig) {
@@ -49,7 +75,8 @@ pub struct RequestNote {
     pub outcome: Option<&'static str>,
     pub relay: Option<&'static str>,
     pub released: Option<usize>,
-    pub workable: Option<bool>,
+    /// A decision a query returned (e.g. `workable`).
+    pub verdict: Option<&'static str>,
 }
 
 tokio::task_local! {
@@ -85,7 +112,7 @@ pub struct Metrics {
     pub dead_letters: IntGauge,
     pub quarantine: IntGauge,
     pub kanaal_ready: IntGauge,
-    pub workability: IntCounterVec,
+    pub jobs: IntCounterVec,
     pub auth_successes: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
 }
@@ -179,13 +206,22 @@ impl Metrics {
                 "Identity provider key fetches by issuer and result (ok, error)",
                 &["issuer", "result"],
             ),
-            workability: counter(
-                "workability_decisions_total",
-                "GoSign workability decisions by policy and result (workable, not_workable, error)",
-                &["policy", "result"],
+            jobs: counter(
+                "jobs_total",
+                "Job attempts by remote party and result (done, retry, dead_letter, parked, again)",
+                &["party", "result"],
             ),
             registry,
         }
+    }
+
+    /// A counter of a part that owns its own figures (a vendor), in the same exposition.
+    pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
+        let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
+        self.registry
+            .register(Box::new(c.clone()))
+            .expect("each metric is registered once");
+        c
     }
 
     pub fn callback(&self, vendor: &str, surface: &str, result: &str) {

@@ -17,8 +17,9 @@ use helpers::*;
 use serde_json::{json, Value};
 use signrelay::auth::jwt::JwtProviderConfig;
 use signrelay::auth::AuthConfig;
-use signrelay::config::{Secret, WorkabilityPolicy};
+use signrelay::config::Secret;
 use signrelay::testkit::nrc::Behaviour;
+use signrelay::vendors::gosign::config::WorkabilityPolicy;
 use tracing_subscriber::fmt::MakeWriter;
 
 // The markers: each unique to this test, so that a hit can only come from what it seeded.
@@ -150,16 +151,16 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
             header: "X-Api-Key".into(),
             key: Secret::Inline(ADMIN_SECRET.into()),
         };
-        c.gosign.rest.auth = Some(AuthConfig::Basic {
+        c.vendors.gosign.rest.auth = Some(AuthConfig::Basic {
             username: BASIC_USER.into(),
             password: Secret::Inline(BASIC_SECRET.into()),
         });
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::ApiKey {
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::ApiKey {
             header: "X-GoSign-Key".into(),
             key: Secret::Inline(SOAP_SECRET.into()),
         });
-        c.gosign.workability.policy = WorkabilityPolicy::Registry;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Registry;
     })
     .await;
     let http = &app.client;
@@ -385,7 +386,7 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     // GoSign REST behind bearer JWTs: a token with personal data in its claims, refused
     // (the identity provider is unreachable, so no key is ever trusted).
     let jwt_app = spawn_app_with(|c| {
-        c.gosign.rest.auth = Some(AuthConfig::Jwt {
+        c.vendors.gosign.rest.auth = Some(AuthConfig::Jwt {
             providers: vec![JwtProviderConfig {
                 issuer: "http://127.0.0.1:9/logscan-idp".into(),
                 audiences: vec!["api://signrelay".into()],

@@ -508,7 +508,7 @@ impl JwtAuth {
     pub async fn verify(&self, token: &str) -> Result<Caller, TokenFailure> {
         let v = self.check(token, &mut |_| {}).await?;
         Ok(Caller {
-            method: "jwt".into(),
+            method: crate::event::CallerMethod::Jwt,
             principal: v.app.clone().or(v.subject),
             issuer: Some(v.issuer),
             tenant: v.tenant,

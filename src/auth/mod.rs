@@ -12,8 +12,8 @@ use base64::Engine;
 use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
-use crate::config::Secret;
-use crate::event::Caller;
+use crate::event::{Caller, CallerMethod};
+use crate::secret::Secret;
 
 /// How a surface's callers prove who they are, as configured.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,7 +228,7 @@ impl SurfaceAuth {
     pub async fn check(&self, req: &HttpRequest) -> Result<Caller, AuthFailure> {
         match self {
             SurfaceAuth::None => Ok(Caller {
-                method: "none".into(),
+                method: CallerMethod::None,
                 ..Caller::default()
             }),
             SurfaceAuth::Jwt(j) => {
@@ -250,7 +250,7 @@ impl SurfaceAuth {
                 let presented = req.headers().get(header).ok_or(AuthFailure::Missing)?;
                 if bool::from(presented.as_bytes().ct_eq(key)) {
                     Ok(Caller {
-                        method: "api-key".into(),
+                        method: CallerMethod::ApiKey,
                         principal: Some(header.as_str().to_string()),
                         ..Caller::default()
                     })
@@ -281,7 +281,7 @@ impl SurfaceAuth {
                 let pass_ok = pass.ct_eq(password);
                 if bool::from(user_ok & pass_ok) {
                     Ok(Caller {
-                        method: "basic".into(),
+                        method: CallerMethod::Basic,
                         principal: Some(username.clone()),
                         ..Caller::default()
                     })

@@ -4,12 +4,16 @@
 use chrono::{DateTime, TimeZone, Utc};
 use uuid::Uuid;
 
-use crate::event::Vendor;
+use crate::event::{TransactionId, Vendor};
+use crate::jobs::Party;
+use crate::rules::{Terminal, TerminalOutcome};
 
 pub const DELIVERY: &[u8] = b"d/"; // d/<dedup key>          -> event id
 pub const EVENT: &[u8] = b"e/"; // e/<event uuid>           -> SigningEvent json
 pub const PAYLOAD: &[u8] = b"p/"; // p/<archive uuid>       -> archived payload
-pub const OUTBOX: &[u8] = b"o/"; // o/<due ms><event uuid>  -> OutboxItem json
+pub const JOB: &[u8] = b"j/"; // j/<party>\0<due ms><job uuid> -> Job json
+/// The outbox of older stores (NRC deliveries only); moved into the job queue on open.
+pub const LEGACY_OUTBOX: &[u8] = b"o/"; // o/<due ms><event uuid> -> OutboxItem json
 /// An index by event that older stores have; removed when such a store is opened.
 pub const LEGACY_OUTBOX_BY_EVENT: &[u8] = b"O/";
 pub const TERMINAL: &[u8] = b"t/"; // t/<vendor>\0<tx>      -> event id + outcome label relayed
@@ -40,39 +44,55 @@ pub fn payload(id: Uuid) -> Vec<u8> {
     cat(&[PAYLOAD, id.as_bytes()])
 }
 
-pub fn outbox(due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
-    let ms = due.timestamp_millis().max(0) as u64;
-    cat(&[OUTBOX, &ms.to_be_bytes(), id.as_bytes()])
+/// One party's lane of the job queue: its keys sort by due time.
+pub fn lane(party: Party) -> Vec<u8> {
+    cat(&[JOB, party.as_str().as_bytes(), b"\0"])
 }
 
-/// Reads the due time back out of an outbox key.
-pub fn outbox_due(key: &[u8]) -> Option<DateTime<Utc>> {
-    let ms = u64::from_be_bytes(key.get(2..10)?.try_into().ok()?);
-    Utc.timestamp_millis_opt(ms as i64).single()
+pub fn job(party: Party, due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
+    cat(&[&lane(party), &ms(due), id.as_bytes()])
 }
 
-/// `<vendor>\0<tx>`; transaction ids never contain NUL (checked at the surfaces).
-fn transaction(vendor: Vendor, tx: &str) -> Vec<u8> {
+/// Reads the due time back out of a job key of `party`'s lane.
+pub fn job_due(party: Party, key: &[u8]) -> Option<DateTime<Utc>> {
+    let at = lane(party).len();
+    from_ms(key.get(at..at + 8)?)
+}
+
+/// `<vendor>\0<tx>`; a `TransactionId` never contains NUL.
+fn transaction(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[vendor.as_str().as_bytes(), b"\0", tx.as_bytes()])
 }
 
-pub fn terminal(vendor: Vendor, tx: &str) -> Vec<u8> {
+pub fn terminal(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[TERMINAL, &transaction(vendor, tx)])
 }
 
-pub fn registration(vendor: Vendor, tx: &str) -> Vec<u8> {
+/// The value of a terminal key: the event id, then the outcome's label.
+pub fn terminal_value(t: Terminal) -> Vec<u8> {
+    cat(&[t.event_id.as_bytes(), t.outcome.label().as_bytes()])
+}
+
+pub fn parse_terminal(v: &[u8]) -> Option<Terminal> {
+    Some(Terminal {
+        event_id: Uuid::from_slice(v.get(..16)?).ok()?,
+        outcome: TerminalOutcome::parse(std::str::from_utf8(v.get(16..)?).ok()?)?,
+    })
+}
+
+pub fn registration(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[REGISTRATION, &transaction(vendor, tx)])
 }
 
-pub fn withdrawn(vendor: Vendor, tx: &str) -> Vec<u8> {
+pub fn withdrawn(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[WITHDRAWN, &transaction(vendor, tx)])
 }
 
-pub fn parked_prefix(vendor: Vendor, tx: &str) -> Vec<u8> {
+pub fn parked_prefix(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[PARKED, &transaction(vendor, tx), b"\0"])
 }
 
-pub fn parked(vendor: Vendor, tx: &str, id: Uuid) -> Vec<u8> {
+pub fn parked(vendor: Vendor, tx: &TransactionId, id: Uuid) -> Vec<u8> {
     cat(&[&parked_prefix(vendor, tx), id.as_bytes()])
 }
 
@@ -104,17 +124,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn outbox_keys_sort_by_due_time() {
+    fn job_keys_sort_by_due_time_within_their_lane() {
         let id = Uuid::now_v7();
         let early = Utc.timestamp_millis_opt(1_000).unwrap();
         let late = Utc.timestamp_millis_opt(2_000_000).unwrap();
-        assert!(outbox(early, id) < outbox(late, Uuid::nil()));
-        assert_eq!(outbox_due(&outbox(late, id)), Some(late));
+        assert!(job(Party::Nrc, early, id) < job(Party::Nrc, late, Uuid::nil()));
+        assert_eq!(job_due(Party::Nrc, &job(Party::Nrc, late, id)), Some(late));
+        let vendor = Party::Vendor(Vendor::Gosign);
+        assert!(job(vendor, late, id).starts_with(&lane(vendor)));
+        assert!(!job(vendor, late, id).starts_with(&lane(Party::Nrc)));
     }
 
     #[test]
     fn parked_key_ends_with_event_id() {
         let id = Uuid::now_v7();
-        assert_eq!(parked_event(&parked(Vendor::Gosign, "env-1", id)), Some(id));
+        let tx = TransactionId::parse("env-1").unwrap();
+        assert_eq!(parked_event(&parked(Vendor::Gosign, &tx, id)), Some(id));
     }
 }

@@ -1,6 +1,8 @@
-//! Durable state: callbacks, raw payloads, the outbox towards the NRC, registrations, dead
-//! letters and the quarantine. `Store` is the seam for a second backend (e.g. PostgreSQL for
-//! several instances); `SledStore` is the embedded default.
+//! Durable state: callbacks, raw payloads, the job queue (towards the NRC and the vendors),
+//! registrations, dead letters and the quarantine. `Store` is the seam for a second backend
+//! (e.g. PostgreSQL for several instances); `SledStore` is the embedded default. A backend
+//! only stores and reads atomically: what a write means for an event's journey is decided by
+//! `crate::rules`, the same for every backend.
 
 mod archive;
 mod keys;
@@ -13,8 +15,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{Caller, NewEvent, SigningEvent, Vendor};
+use crate::event::{Caller, NewEvent, RelayStateKind, SigningEvent, TransactionId, Vendor};
+use crate::jobs::{DeadLetter, Job, JobResult, Party};
 use crate::registry::Registration;
+use crate::rules::TerminalOutcome;
 
 pub use sled_store::{SledStore, StoreOptions};
 
@@ -69,31 +73,6 @@ pub enum Recorded {
     Duplicate { event_id: Uuid },
 }
 
-/// An outcome waiting in the outbox.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct OutboxItem {
-    pub event_id: Uuid,
-    pub due: DateTime<Utc>,
-    pub attempts: u32,
-    pub first_queued_at: DateTime<Utc>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-}
-
-/// An outcome the relay gave up on, with what the NRC said.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DeadLetter {
-    pub event_id: Uuid,
-    pub vendor: Vendor,
-    pub transaction_id: String,
-    pub at: DateTime<Utc>,
-    pub reason: String,
-    pub attempts: u32,
-    pub nrc_status: Option<u16>,
-    /// The NRC's (problem) body, truncated.
-    pub nrc_body: Option<String>,
-}
-
 /// A callback that can never be processed, kept for an operator.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct QuarantineEntry {
@@ -110,31 +89,11 @@ pub struct QuarantineEntry {
     pub dedup_key: String,
 }
 
-/// How a delivery attempt ended, as the relay worker reports it.
-#[derive(Debug, Clone)]
-pub enum DeliveryResult {
-    Delivered {
-        at: DateTime<Utc>,
-    },
-    Retry {
-        due: DateTime<Utc>,
-        error: String,
-    },
-    DeadLetter {
-        reason: String,
-        nrc_status: Option<u16>,
-        nrc_body: Option<String>,
-    },
-    /// No registration for the transaction (any more): wait for one.
-    Park,
-}
-
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default)]
 pub struct EventQuery {
     pub vendor: Option<Vendor>,
-    pub transaction_id: Option<String>,
-    /// Relay state: pending, parked, delivered, dead_lettered, not_relayed.
-    pub state: Option<String>,
+    pub transaction_id: Option<TransactionId>,
+    pub state: Option<RelayStateKind>,
     /// Only events with an id after this one (pagination cursor).
     pub after: Option<Uuid>,
     pub limit: Option<usize>,
@@ -142,6 +101,7 @@ pub struct EventQuery {
 
 #[derive(Debug, Clone, Copy, Default, Serialize, PartialEq, Eq)]
 pub struct Depths {
+    /// Queued jobs of every party (NRC deliveries and vendor follow-ups).
     pub outbox: i64,
     pub parked: i64,
     pub dead_letters: i64,
@@ -154,8 +114,8 @@ pub struct TransactionState {
     pub registration: Option<Registration>,
     /// The case application withdrew (deleted) its registration.
     pub withdrawn: bool,
-    /// The terminal outcome already recorded (`completed` / `aborted`), if any.
-    pub terminal: Option<String>,
+    /// The terminal outcome already recorded, if any.
+    pub terminal: Option<TerminalOutcome>,
 }
 
 /// Whether a registration was new and how many parked events it released.
@@ -165,43 +125,64 @@ pub struct Registered {
     pub released: usize,
 }
 
+/// A callback that can never be processed, as a surface hands it to the quarantine.
+#[derive(Debug, Clone)]
+pub struct NewQuarantine {
+    pub vendor: Vendor,
+    pub surface: &'static str,
+    /// Why; never payload data.
+    pub reason: String,
+    pub caller: Caller,
+    /// The same callback quarantined again (a vendor retrying) is kept once.
+    pub dedup_key: String,
+}
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
-    /// Records one callback atomically (delivery dedup, payload archive, event, and its outbox
-    /// or parking entry) and returns once it is durable.
+    /// Records one callback atomically (delivery dedup, payload archive, event, and its first
+    /// job or parking entry, as `crate::rules::record` decides) and returns once it is durable.
     async fn record(&self, event: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError>;
     /// Keeps an unprocessable callback for an operator, once per `dedup_key`; durable on
     /// return.
     async fn quarantine(
         &self,
-        vendor: Vendor,
-        surface: &str,
-        reason: String,
-        caller: Caller,
+        entry: NewQuarantine,
         payload: RawPayload,
-        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError>;
 
+    /// Registers a transaction and releases its parked events, in one write.
     async fn register(&self, registration: Registration) -> Result<Registered, StoreError>;
-    fn registration(&self, vendor: Vendor, tx: &str) -> Result<Option<Registration>, StoreError>;
-    /// Withdraws a registration; a tombstone remembers it for workability checks.
-    async fn unregister(&self, vendor: Vendor, tx: &str) -> Result<bool, StoreError>;
-    fn transaction_state(&self, vendor: Vendor, tx: &str) -> Result<TransactionState, StoreError>;
-
-    /// Outbox entries due at `now`, earliest first.
-    fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError>;
-    /// When the earliest outbox entry is due.
-    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError>;
-    /// Records the result of delivering the outbox entry of `event_id` due at `due`; does
-    /// nothing when that entry is no longer there.
-    async fn complete(
+    async fn registration(
         &self,
-        event_id: Uuid,
-        due: DateTime<Utc>,
-        result: DeliveryResult,
-    ) -> Result<(), StoreError>;
-    /// Moves a dead letter back into the outbox.
-    async fn replay(&self, event_id: Uuid) -> Result<(), StoreError>;
+        vendor: Vendor,
+        tx: &TransactionId,
+    ) -> Result<Option<Registration>, StoreError>;
+    /// Withdraws a registration; a tombstone remembers it for workability checks.
+    async fn unregister(&self, vendor: Vendor, tx: &TransactionId) -> Result<bool, StoreError>;
+    async fn transaction_state(
+        &self,
+        vendor: Vendor,
+        tx: &TransactionId,
+    ) -> Result<TransactionState, StoreError>;
+
+    /// `party`'s jobs due at `now`, earliest first.
+    async fn due(
+        &self,
+        party: Party,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError>;
+    /// When `party`'s earliest job is due.
+    async fn next_due(&self, party: Party) -> Result<Option<DateTime<Utc>>, StoreError>;
+    /// Applies the result of running `job` (as read from the queue); does nothing when that
+    /// job is no longer queued (replayed or completed meanwhile). May share a later commit:
+    /// until it returns the worker keeps the job in flight, and a crash before then runs the
+    /// job again (at least once).
+    async fn complete(&self, job: &Job, result: JobResult) -> Result<(), StoreError>;
+    /// Queues a dead letter's job again, as it was.
+    async fn replay(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Returns once everything a reader can see now is durable.
+    async fn barrier(&self) -> Result<(), StoreError>;
     /// Dead-letters parked events older than `cutoff`; returns how many.
     async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
     /// Purges finished events, their payloads and old quarantine entries older than `cutoff`.
@@ -209,12 +190,13 @@ pub trait Store: Send + Sync + 'static {
     /// A durable write, to prove the store is writable.
     async fn probe(&self) -> Result<(), StoreError>;
 
-    fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError>;
-    fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError>;
-    fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError>;
-    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
-    fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError>;
-    fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError>;
+    async fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError>;
+    async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError>;
+    async fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError>;
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError>;
+    async fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError>;
+    async fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError>;
+    /// Counts kept up to date by the writer: cheap enough for every `/metrics` scrape.
     fn depths(&self) -> Depths;
     /// True once the store refuses all work until the process restarts (a durable write
     /// failed): liveness turns red so that an orchestrator restarts the instance.

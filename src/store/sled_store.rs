@@ -1,4 +1,5 @@
-//! The embedded store: sled 0.34, one tree, one writer thread with group commit.
+//! The embedded store: sled 0.34, one tree, one writer thread with group commit. What a write
+//! means for an event is decided by `crate::rules`; this file reads the facts and writes.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -7,35 +8,37 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use serde::Deserialize;
 use uuid::Uuid;
 
 use super::archive::Archive;
 use super::keys;
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
-    DeadLetter, DeliveryResult, Depths, EventQuery, NewEvent, OutboxItem, QuarantineEntry,
-    RawPayload, Recorded, Registered, Store, StoreError, TransactionState,
+    Depths, EventQuery, NewEvent, NewQuarantine, QuarantineEntry, RawPayload, Recorded, Registered,
+    Store, StoreError, TransactionState,
 };
-use crate::event::{Caller, NotRelayed, RelayState, SigningEvent, Vendor};
+use crate::event::{RelayState, SigningEvent, TransactionId, Vendor};
+use crate::jobs::{DeadLetter, Job, JobResult, Party, Task};
 use crate::registry::Registration;
+use crate::rules::{self, Policy, RecordFacts, Terminal, TerminalOutcome};
 
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
-    /// Progress events go to the outbox too (otherwise they are recorded only).
-    pub relay_progress: bool,
+    pub policy: Policy,
     pub max_group: usize,
     /// New callbacks and registrations are refused below this much free disk space.
     pub min_free_bytes: u64,
     /// sled's page cache (its default, 1 GiB, would grow the process with every callback).
     pub cache_bytes: u64,
-    /// How long a delivery result waits to share another write's commit.
+    /// How long a job result waits to share another write's commit.
     pub lazy_window: std::time::Duration,
 }
 
 impl Default for StoreOptions {
     fn default() -> Self {
         Self {
-            relay_progress: false,
+            policy: Policy::default(),
             max_group: 1024,
             min_free_bytes: 0,
             cache_bytes: 16 * 1024 * 1024,
@@ -65,6 +68,57 @@ fn uuid_at(b: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("event id".into()))
 }
 
+/// An outbox entry of older stores, which queued NRC deliveries only.
+#[derive(Deserialize)]
+struct LegacyOutboxItem {
+    event_id: Uuid,
+    due: DateTime<Utc>,
+    attempts: u32,
+    first_queued_at: DateTime<Utc>,
+    #[serde(default)]
+    last_error: Option<String>,
+}
+
+/// A dead letter of older stores: always an NRC delivery.
+#[derive(Deserialize)]
+struct LegacyDeadLetter {
+    event_id: Uuid,
+    vendor: Vendor,
+    transaction_id: TransactionId,
+    at: DateTime<Utc>,
+    reason: String,
+    attempts: u32,
+    nrc_status: Option<u16>,
+    nrc_body: Option<String>,
+}
+
+fn parse_dead_letter(v: &[u8]) -> Result<DeadLetter, StoreError> {
+    if let Ok(d) = serde_json::from_slice::<DeadLetter>(v) {
+        return Ok(d);
+    }
+    let l: LegacyDeadLetter = parse("dead letter", v)?;
+    Ok(DeadLetter {
+        job: Job {
+            id: l.event_id,
+            task: Task::Notify {
+                event_id: l.event_id,
+            },
+            due: l.at,
+            attempts: l.attempts,
+            first_queued_at: l.at,
+            last_error: None,
+        },
+        event_id: Some(l.event_id),
+        vendor: Some(l.vendor),
+        transaction_id: Some(l.transaction_id),
+        at: l.at,
+        reason: l.reason,
+        attempts: l.attempts,
+        status: l.nrc_status,
+        body: l.nrc_body,
+    })
+}
+
 impl SledStore {
     /// Opens (or creates) the store at `path`. Fails with `Locked` when another process has it.
     pub fn open(
@@ -88,18 +142,12 @@ impl SledStore {
                 other => StoreError::from(other),
             })?;
         let tree = db.open_tree("signrelay")?;
-        // Stores written by earlier builds kept an outbox index by event (`O/`); nothing
-        // reads it now. Not flushed: if this is lost, the next open removes it again.
-        let mut legacy = sled::Batch::default();
-        for k in tree.scan_prefix(keys::LEGACY_OUTBOX_BY_EVENT).keys() {
-            legacy.remove(k?);
-        }
-        tree.apply_batch(legacy)?;
+        upgrade(&tree)?;
         let db_file = File::open(path.join("sled").join("db"))?;
         let archive = Arc::new(Archive::open(path.join("payloads"))?);
         let counts = Arc::new(Counts::default());
         let count = |p: &[u8]| tree.scan_prefix(p).keys().count() as i64;
-        counts.outbox.store(count(keys::OUTBOX), Relaxed);
+        counts.outbox.store(count(keys::JOB), Relaxed);
         counts.parked.store(count(keys::PARKED), Relaxed);
         counts.dead_letters.store(count(keys::DEAD), Relaxed);
         counts.quarantine.store(count(keys::QUARANTINE), Relaxed);
@@ -162,6 +210,47 @@ impl SledStore {
             .await
             .map_err(|_| StoreError::Closed)?
     }
+
+    fn get_json<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &str,
+        key: &[u8],
+    ) -> Result<Option<T>, StoreError> {
+        self.usable()?;
+        match self.tree.get(key)? {
+            Some(v) => Ok(Some(parse(what, &v)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+/// Brings a store written by an earlier build up to date. Not flushed: if this is lost, the
+/// next open does it again.
+fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
+    let mut batch = sled::Batch::default();
+    // An outbox index by event that nothing reads now.
+    for k in tree.scan_prefix(keys::LEGACY_OUTBOX_BY_EVENT).keys() {
+        batch.remove(k?);
+    }
+    // The outbox (NRC deliveries) becomes the NRC's lane of the job queue.
+    for kv in tree.scan_prefix(keys::LEGACY_OUTBOX) {
+        let (k, v) = kv?;
+        let o: LegacyOutboxItem = parse("outbox", &v)?;
+        let job = Job {
+            id: o.event_id,
+            task: Task::Notify {
+                event_id: o.event_id,
+            },
+            due: o.due,
+            attempts: o.attempts,
+            first_queued_at: o.first_queued_at,
+            last_error: o.last_error,
+        };
+        batch.insert(keys::job(Party::Nrc, job.due, job.id), json(&job));
+        batch.remove(k);
+    }
+    tree.apply_batch(batch)?;
+    Ok(())
 }
 
 /// Bytes available to an unprivileged writer on the filesystem holding `path`.
@@ -176,35 +265,22 @@ fn free_bytes(path: &Path) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-/// Puts an event into the outbox, due now.
-fn enqueue(s: &mut Staging<'_>, id: Uuid, now: DateTime<Utc>, attempts: u32) {
-    let item = OutboxItem {
-        event_id: id,
-        due: now,
-        attempts,
-        first_queued_at: now,
-        last_error: None,
-    };
-    s.insert(keys::outbox(now, id), json(&item));
+fn queue(s: &mut Staging<'_>, job: &Job) {
+    s.insert(keys::job(job.party(), job.due, job.id), json(job));
     s.deltas.outbox += 1;
 }
 
-/// Takes an event's entry due at `due` out of the outbox; returns it if it was there. The
-/// relay knows the due time of what it delivered, so no index by event is kept (fewer writes
-/// per callback).
-fn dequeue(
-    s: &mut Staging<'_>,
-    id: Uuid,
-    due: DateTime<Utc>,
-) -> Result<Option<OutboxItem>, StoreError> {
-    let key = keys::outbox(due, id);
+/// Takes a job out of the queue; returns it if it was still there. The worker knows the due
+/// time of what it ran, so no index by id is kept (fewer writes per callback).
+fn unqueue(s: &mut Staging<'_>, job: &Job) -> Result<Option<Job>, StoreError> {
+    let key = keys::job(job.party(), job.due, job.id);
     let Some(v) = s.get(&key)? else {
         return Ok(None);
     };
-    let item = parse::<OutboxItem>("outbox", &v)?;
+    let current = parse::<Job>("job", &v)?;
     s.remove(key);
     s.deltas.outbox -= 1;
-    Ok(Some(item))
+    Ok(Some(current))
 }
 
 fn load_event(s: &Staging<'_>, id: Uuid) -> Result<SigningEvent, StoreError> {
@@ -216,29 +292,212 @@ fn save_event(s: &mut Staging<'_>, e: &SigningEvent) {
     s.insert(keys::event(e.id), json(e));
 }
 
-fn dead_letter(
+fn registered(s: &Staging<'_>, e: &SigningEvent) -> Result<bool, StoreError> {
+    s.contains(&keys::registration(e.vendor, &e.transaction_id))
+}
+
+/// Writes an event's new state, as the rules decided it: parked, or its next job queued.
+fn move_event(
     s: &mut Staging<'_>,
     mut event: SigningEvent,
+    (relay, next): (RelayState, Option<Task>),
+    now: DateTime<Utc>,
+) -> SigningEvent {
+    if relay == RelayState::Parked {
+        s.insert(
+            keys::parked(event.vendor, &event.transaction_id, event.id),
+            keys::ms(now).to_vec(),
+        );
+        s.deltas.parked += 1;
+    }
+    if let Some(task) = next {
+        queue(s, &Job::new(task, now));
+    }
+    event.relay = relay;
+    save_event(s, &event);
+    event
+}
+
+/// Records one callback (its payload already encoded) inside a writer job.
+fn record_in(
+    s: &mut Staging<'_>,
+    policy: Policy,
+    new: NewEvent,
+    archive_id: Uuid,
+    encoded: Vec<u8>,
+) -> Result<Recorded, StoreError> {
+    let dkey = keys::delivery(&new.dedup_key);
+    if let Some(id) = s.get(&dkey)? {
+        return Ok(Recorded::Duplicate {
+            event_id: uuid_at(&id)?,
+        });
+    }
+    let id = Uuid::now_v7();
+    let now = Utc::now();
+    let tkey = keys::terminal(new.vendor, &new.transaction_id);
+    let facts = RecordFacts {
+        terminal: match s.get(&tkey)? {
+            Some(v) => Some(
+                keys::parse_terminal(&v).ok_or_else(|| StoreError::Corrupt("terminal".into()))?,
+            ),
+            None => None,
+        },
+        registered: s.contains(&keys::registration(new.vendor, &new.transaction_id))?,
+    };
+    let plan = rules::record(policy, id, &new, facts);
+    if plan.claims_terminal {
+        let outcome = TerminalOutcome::of(&new.outcome).expect("a terminal outcome claims");
+        s.insert(
+            tkey,
+            keys::terminal_value(Terminal {
+                event_id: id,
+                outcome,
+            }),
+        );
+    }
+    let event = SigningEvent {
+        id,
+        vendor: new.vendor,
+        transaction_id: new.transaction_id,
+        outcome: new.outcome,
+        occurred_at: new.occurred_at,
+        received_at: now,
+        surface: new.surface.to_string(),
+        dedup_key: new.dedup_key,
+        archive_id,
+        documents: new.documents,
+        caller: new.caller,
+        relay: RelayState::Parked,
+    };
+    s.insert(dkey, id.as_bytes().to_vec());
+    s.insert(keys::payload(archive_id), encoded);
+    let saved = move_event(s, event, (plan.relay, plan.job), now);
+    Ok(Recorded::New(Box::new(saved)))
+}
+
+/// Dead-letters `job` with the party's answer; its event (if any) shows it.
+fn dead_letter(
+    s: &mut Staging<'_>,
+    job: Job,
     attempts: u32,
     reason: String,
-    nrc_status: Option<u16>,
-    nrc_body: Option<String>,
-) {
+    status: Option<u16>,
+    body: Option<String>,
+) -> Result<(), StoreError> {
     let now = Utc::now();
+    let event = match job.task.event_id() {
+        Some(id) => match load_event(s, id) {
+            Ok(e) => Some(e),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    let vendor = match (&event, &job.task) {
+        (Some(e), _) => Some(e.vendor),
+        (None, Task::Vendor(v)) => Some(v.vendor),
+        (None, Task::Notify { .. }) => None,
+    };
     let dl = DeadLetter {
-        event_id: event.id,
-        vendor: event.vendor,
-        transaction_id: event.transaction_id.clone(),
+        event_id: job.task.event_id(),
+        vendor,
+        transaction_id: event.as_ref().map(|e| e.transaction_id.clone()),
         at: now,
         reason: reason.clone(),
         attempts,
-        nrc_status,
-        nrc_body,
+        status,
+        body,
+        job,
     };
-    s.insert(keys::dead(event.id), json(&dl));
+    s.insert(keys::dead(dl.job.id), json(&dl));
     s.deltas.dead_letters += 1;
-    event.relay = RelayState::DeadLettered { at: now, reason };
-    save_event(s, &event);
+    if let Some(mut event) = event {
+        event.relay = RelayState::DeadLettered { at: now, reason };
+        save_event(s, &event);
+    }
+    Ok(())
+}
+
+/// Applies a job's result inside a writer job (payloads of recorded callbacks encoded).
+fn complete_in(
+    s: &mut Staging<'_>,
+    policy: Policy,
+    job: &Job,
+    result: JobResult,
+    records: Vec<(NewEvent, Uuid, Vec<u8>)>,
+) -> Result<(), StoreError> {
+    // Replayed or completed meanwhile: nothing to do.
+    let Some(current) = unqueue(s, job)? else {
+        return Ok(());
+    };
+    let now = Utc::now();
+    let attempts = current.attempts + 1;
+    let event = match current.task.event_id() {
+        Some(id) => match load_event(s, id) {
+            Ok(e) => Some(e),
+            // Purged by an operator's retention settings while queued: the job still ends.
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e),
+        },
+        None => None,
+    };
+    match result {
+        JobResult::Done(done) => {
+            for (new, archive_id, encoded) in records {
+                record_in(s, policy, new, archive_id, encoded)?;
+            }
+            for task in done.then {
+                queue(s, &Job::new(task, now));
+            }
+            if let Some(event) = event {
+                let reg = registered(s, &event)?;
+                let next = rules::advance(&event, current.task.step(), reg, attempts, now);
+                move_event(s, event, next, now);
+            }
+        }
+        JobResult::Retry { due, error } => queue(
+            s,
+            &Job {
+                due,
+                attempts,
+                last_error: Some(error),
+                ..current
+            },
+        ),
+        JobResult::DeadLetter {
+            reason,
+            status,
+            body,
+        } => dead_letter(s, current, attempts, reason, status, body)?,
+        JobResult::Park => match event {
+            Some(event) => {
+                let reg = registered(s, &event)?;
+                let next = rules::park(&event, reg);
+                move_event(s, event, next, now);
+            }
+            None => dead_letter(
+                s,
+                current,
+                attempts,
+                "geen registratie van de transactie".into(),
+                None,
+                None,
+            )?,
+        },
+        JobResult::Again { due, data } => {
+            let mut next = Job {
+                due,
+                attempts: 0,
+                last_error: None,
+                ..current
+            };
+            if let (Some(d), Task::Vendor(v)) = (data, &mut next.task) {
+                v.data = d;
+            }
+            queue(s, &next);
+        }
+    }
+    Ok(())
 }
 
 #[async_trait]
@@ -256,85 +515,20 @@ impl Store for SledStore {
         }
         let archive_id = Uuid::now_v7();
         let encoded = self.encode_payload(archive_id, payload).await?;
-        let relay_progress = self.options.relay_progress;
+        let policy = self.options.policy;
         self.writer
-            .write(move |s| {
-                let dkey = keys::delivery(&new.dedup_key);
-                if let Some(id) = s.get(&dkey)? {
-                    return Ok(Recorded::Duplicate {
-                        event_id: uuid_at(&id)?,
-                    });
-                }
-                let id = Uuid::now_v7();
-                let now = Utc::now();
-                let mut relay = RelayState::Pending;
-                if new.outcome.is_terminal() {
-                    let tkey = keys::terminal(new.vendor, &new.transaction_id);
-                    // The value names the first outcome itself: its event may be purged.
-                    if let Some(first) = s.get(&tkey)? {
-                        let first_label = first.get(16..).unwrap_or_default();
-                        let why = if first_label == new.outcome.label().as_bytes() {
-                            NotRelayed::RepeatedOutcome
-                        } else {
-                            NotRelayed::ConflictingOutcome
-                        };
-                        relay = RelayState::NotRelayed { why };
-                    } else {
-                        let mut v = id.as_bytes().to_vec();
-                        v.extend_from_slice(new.outcome.label().as_bytes());
-                        s.insert(tkey, v);
-                    }
-                } else if !relay_progress {
-                    relay = RelayState::NotRelayed {
-                        why: NotRelayed::Progress,
-                    };
-                }
-                if relay == RelayState::Pending {
-                    if s.contains(&keys::registration(new.vendor, &new.transaction_id))? {
-                        enqueue(s, id, now, 0);
-                    } else {
-                        s.insert(
-                            keys::parked(new.vendor, &new.transaction_id, id),
-                            keys::ms(now).to_vec(),
-                        );
-                        s.deltas.parked += 1;
-                        relay = RelayState::Parked;
-                    }
-                }
-                let event = SigningEvent {
-                    id,
-                    vendor: new.vendor,
-                    transaction_id: new.transaction_id,
-                    outcome: new.outcome,
-                    occurred_at: new.occurred_at,
-                    received_at: now,
-                    surface: new.surface.to_string(),
-                    dedup_key: new.dedup_key,
-                    archive_id,
-                    documents: new.documents,
-                    caller: new.caller,
-                    relay,
-                };
-                s.insert(dkey, id.as_bytes().to_vec());
-                s.insert(keys::payload(archive_id), encoded);
-                save_event(s, &event);
-                Ok(Recorded::New(Box::new(event)))
-            })
+            .write(move |s| record_in(s, policy, new, archive_id, encoded))
             .await
     }
 
     async fn quarantine(
         &self,
-        vendor: Vendor,
-        surface: &str,
-        reason: String,
-        caller: Caller,
+        q: NewQuarantine,
         payload: RawPayload,
-        dedup_key: String,
     ) -> Result<QuarantineEntry, StoreError> {
         self.usable()?;
         self.room()?;
-        let dkey = keys::delivery(&dedup_key);
+        let dkey = keys::delivery(&q.dedup_key);
         if let Some(id) = self.tree.get(&dkey)? {
             if let Some(q) = self.tree.get(keys::quarantine(uuid_at(&id)?))? {
                 return parse("quarantine", &q);
@@ -344,13 +538,13 @@ impl Store for SledStore {
         let encoded = self.encode_payload(archive_id, payload).await?;
         let entry = QuarantineEntry {
             id: Uuid::now_v7(),
-            vendor,
-            surface: surface.to_string(),
+            vendor: q.vendor,
+            surface: q.surface.to_string(),
             received_at: Utc::now(),
-            reason,
+            reason: q.reason,
             archive_id,
-            caller,
-            dedup_key,
+            caller: q.caller,
+            dedup_key: q.dedup_key,
         };
         self.writer
             .write(move |s| {
@@ -384,10 +578,9 @@ impl Store for SledStore {
                         .ok_or_else(|| StoreError::Corrupt("parked key".into()))?;
                     s.remove(k.clone());
                     s.deltas.parked -= 1;
-                    let mut event = load_event(s, id)?;
-                    event.relay = RelayState::Pending;
-                    save_event(s, &event);
-                    enqueue(s, id, now, 0);
+                    let event = load_event(s, id)?;
+                    let (relay, task) = rules::release(&event);
+                    move_event(s, event, (relay, Some(task)), now);
                 }
                 Ok(Registered {
                     created,
@@ -397,15 +590,15 @@ impl Store for SledStore {
             .await
     }
 
-    fn registration(&self, vendor: Vendor, tx: &str) -> Result<Option<Registration>, StoreError> {
-        self.usable()?;
-        match self.tree.get(keys::registration(vendor, tx))? {
-            Some(v) => Ok(Some(parse("registration", &v)?)),
-            None => Ok(None),
-        }
+    async fn registration(
+        &self,
+        vendor: Vendor,
+        tx: &TransactionId,
+    ) -> Result<Option<Registration>, StoreError> {
+        self.get_json("registration", &keys::registration(vendor, tx))
     }
 
-    async fn unregister(&self, vendor: Vendor, tx: &str) -> Result<bool, StoreError> {
+    async fn unregister(&self, vendor: Vendor, tx: &TransactionId) -> Result<bool, StoreError> {
         let key = keys::registration(vendor, tx);
         let tombstone = keys::withdrawn(vendor, tx);
         self.writer
@@ -420,114 +613,102 @@ impl Store for SledStore {
             .await
     }
 
-    fn transaction_state(&self, vendor: Vendor, tx: &str) -> Result<TransactionState, StoreError> {
+    async fn transaction_state(
+        &self,
+        vendor: Vendor,
+        tx: &TransactionId,
+    ) -> Result<TransactionState, StoreError> {
         self.usable()?;
         Ok(TransactionState {
-            registration: self.registration(vendor, tx)?,
+            registration: self.registration(vendor, tx).await?,
             withdrawn: self.tree.contains_key(keys::withdrawn(vendor, tx))?,
             terminal: self
                 .tree
                 .get(keys::terminal(vendor, tx))?
-                .and_then(|v| v.get(16..).map(|l| String::from_utf8_lossy(l).into_owned())),
+                .and_then(|v| keys::parse_terminal(&v))
+                .map(|t| t.outcome),
         })
     }
 
-    fn due(&self, now: DateTime<Utc>, limit: usize) -> Result<Vec<OutboxItem>, StoreError> {
+    async fn due(
+        &self,
+        party: Party,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<Job>, StoreError> {
         self.usable()?;
-        let end = keys::outbox(now, Uuid::max());
+        let end = keys::job(party, now, Uuid::max());
         let mut out = Vec::new();
-        for kv in self.tree.range(keys::OUTBOX.to_vec()..=end).take(limit) {
+        for kv in self.tree.range(keys::lane(party)..=end).take(limit) {
             let (_, v) = kv?;
-            out.push(parse("outbox", &v)?);
+            out.push(parse("job", &v)?);
         }
         Ok(out)
     }
 
-    fn next_due(&self) -> Result<Option<DateTime<Utc>>, StoreError> {
+    async fn next_due(&self, party: Party) -> Result<Option<DateTime<Utc>>, StoreError> {
         self.usable()?;
-        match self.tree.scan_prefix(keys::OUTBOX).next() {
-            Some(kv) => Ok(keys::outbox_due(&kv?.0)),
+        match self.tree.scan_prefix(keys::lane(party)).next() {
+            Some(kv) => Ok(keys::job_due(party, &kv?.0)),
             None => Ok(None),
         }
     }
 
-    async fn complete(
-        &self,
-        id: Uuid,
-        due: DateTime<Utc>,
-        result: DeliveryResult,
-    ) -> Result<(), StoreError> {
-        // Lazy: until it is durable the relay keeps the event in flight, and a crash before
-        // that repeats one delivery (at least once), so it need not cost a sync of its own.
+    async fn complete(&self, job: &Job, mut result: JobResult) -> Result<(), StoreError> {
+        let mut records = Vec::new();
+        if let JobResult::Done(done) = &mut result {
+            self.usable()?;
+            for (new, payload) in done.record.drain(..) {
+                let archive_id = Uuid::now_v7();
+                let encoded = self.encode_payload(archive_id, payload).await?;
+                records.push((new, archive_id, encoded));
+            }
+        }
+        let (job, policy) = (job.clone(), self.options.policy);
+        // Lazy: until it is durable the worker keeps the job in flight, and a crash before
+        // that runs it once more (at least once), so it need not cost a sync of its own.
         self.writer
-            .write_lazy(move |s| {
-                // Replayed or already completed elsewhere: nothing to do.
-                let Some(item) = dequeue(s, id, due)? else {
-                    return Ok(());
-                };
-                let attempts = item.attempts + 1;
-                let mut event = load_event(s, id)?;
-                match result {
-                    DeliveryResult::Delivered { at } => {
-                        event.relay = RelayState::Delivered { at, attempts };
-                        save_event(s, &event);
-                    }
-                    DeliveryResult::Retry { due, error } => {
-                        let next = OutboxItem {
-                            due,
-                            attempts,
-                            last_error: Some(error),
-                            ..item
-                        };
-                        s.insert(keys::outbox(due, id), json(&next));
-                        s.deltas.outbox += 1;
-                    }
-                    DeliveryResult::DeadLetter {
-                        reason,
-                        nrc_status,
-                        nrc_body,
-                    } => dead_letter(s, event, attempts, reason, nrc_status, nrc_body),
-                    DeliveryResult::Park => {
-                        // A registration that arrived meanwhile wins over parking.
-                        if s.contains(&keys::registration(event.vendor, &event.transaction_id))? {
-                            enqueue(s, id, Utc::now(), item.attempts);
-                        } else {
-                            s.insert(
-                                keys::parked(event.vendor, &event.transaction_id, id),
-                                keys::ms(Utc::now()).to_vec(),
-                            );
-                            s.deltas.parked += 1;
-                            event.relay = RelayState::Parked;
-                            save_event(s, &event);
-                        }
-                    }
-                }
-                Ok(())
-            })
+            .write_lazy(move |s| complete_in(s, policy, &job, result, records))
             .await
     }
 
     async fn replay(&self, id: Uuid) -> Result<(), StoreError> {
         self.writer
             .write(move |s| {
-                if !s.contains(&keys::dead(id))? {
+                let Some(v) = s.get(&keys::dead(id))? else {
                     return Err(StoreError::NotFound);
-                }
+                };
+                let dl = parse_dead_letter(&v)?;
                 s.remove(keys::dead(id));
                 s.deltas.dead_letters -= 1;
-                let mut event = load_event(s, id)?;
-                event.relay = RelayState::Pending;
-                save_event(s, &event);
-                enqueue(s, id, Utc::now(), 0);
+                let now = Utc::now();
+                let job = Job {
+                    due: now,
+                    attempts: 0,
+                    first_queued_at: now,
+                    last_error: None,
+                    ..dl.job
+                };
+                if let Some(event_id) = job.task.event_id() {
+                    let mut event = load_event(s, event_id)?;
+                    event.relay = rules::replayed(&job.task);
+                    save_event(s, &event);
+                }
+                queue(s, &job);
                 Ok(())
             })
             .await
+    }
+
+    async fn barrier(&self) -> Result<(), StoreError> {
+        self.writer.write_lazy(|_| Ok(())).await
     }
 
     async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
         self.writer
             .write(move |s| {
                 let mut n = 0;
+                let now = Utc::now();
                 for (k, v) in s.scan_prefix(keys::PARKED)? {
                     let since = keys::from_ms(&v).unwrap_or(cutoff);
                     if since >= cutoff {
@@ -537,9 +718,10 @@ impl Store for SledStore {
                         .ok_or_else(|| StoreError::Corrupt("parked key".into()))?;
                     s.remove(k);
                     s.deltas.parked -= 1;
-                    let event = load_event(s, id)?;
+                    // What it waited for is what a replay tries again.
+                    let (_, task) = rules::release(&load_event(s, id)?);
                     let reason = "geen registratie van de transactie ontvangen".to_string();
-                    dead_letter(s, event, 0, reason, None, None);
+                    dead_letter(s, Job::new(task, now), 0, reason, None, None)?;
                     n += 1;
                 }
                 Ok(n)
@@ -559,10 +741,7 @@ impl Store for SledStore {
                 break;
             }
             let e: SigningEvent = parse("event", &v)?;
-            if matches!(
-                e.relay,
-                RelayState::Delivered { .. } | RelayState::NotRelayed { .. }
-            ) {
+            if e.relay.is_final() {
                 candidates.push(e);
             }
         }
@@ -636,15 +815,11 @@ impl Store for SledStore {
             .await
     }
 
-    fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError> {
-        self.usable()?;
-        match self.tree.get(keys::event(id))? {
-            Some(v) => Ok(Some(parse("event", &v)?)),
-            None => Ok(None),
-        }
+    async fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError> {
+        self.get_json("event", &keys::event(id))
     }
 
-    fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
+    async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
         self.usable()?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
         let start = match q.after {
@@ -662,12 +837,11 @@ impl Store for SledStore {
                 break;
             }
             let e: SigningEvent = parse("event", &v)?;
-            let state = e.relay.label();
             let keep = q.vendor.is_none_or(|v| v == e.vendor)
                 && q.transaction_id
-                    .as_deref()
-                    .is_none_or(|t| t == e.transaction_id)
-                && q.state.as_deref().is_none_or(|s| s == state);
+                    .as_ref()
+                    .is_none_or(|t| *t == e.transaction_id)
+                && q.state.is_none_or(|s| s.matches(&e.relay));
             if keep {
                 out.push(e);
                 if out.len() >= limit {
@@ -678,23 +852,30 @@ impl Store for SledStore {
         Ok(out)
     }
 
-    fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError> {
+    async fn payload(&self, archive_id: Uuid) -> Result<Option<RawPayload>, StoreError> {
         self.usable()?;
         match self.tree.get(keys::payload(archive_id))? {
-            Some(v) => Ok(Some(self.archive.decode(archive_id, &v)?)),
+            Some(v) => {
+                let archive = self.archive.clone();
+                Ok(Some(
+                    tokio::task::spawn_blocking(move || archive.decode(archive_id, &v))
+                        .await
+                        .map_err(|_| StoreError::Closed)??,
+                ))
+            }
             None => Ok(None),
         }
     }
 
-    fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
+    async fn dead_letters(&self) -> Result<Vec<DeadLetter>, StoreError> {
         self.usable()?;
         self.tree
             .scan_prefix(keys::DEAD)
-            .map(|kv| parse("dead letter", &kv?.1))
+            .map(|kv| parse_dead_letter(&kv?.1))
             .collect()
     }
 
-    fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
+    async fn quarantined(&self) -> Result<Vec<QuarantineEntry>, StoreError> {
         self.usable()?;
         self.tree
             .scan_prefix(keys::QUARANTINE)
@@ -702,12 +883,8 @@ impl Store for SledStore {
             .collect()
     }
 
-    fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError> {
-        self.usable()?;
-        match self.tree.get(keys::quarantine(id))? {
-            Some(v) => Ok(Some(parse("quarantine", &v)?)),
-            None => Ok(None),
-        }
+    async fn quarantine_entry(&self, id: Uuid) -> Result<Option<QuarantineEntry>, StoreError> {
+        self.get_json("quarantine", &keys::quarantine(id))
     }
 
     fn needs_restart(&self) -> bool {
@@ -727,7 +904,8 @@ impl Store for SledStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Caller, NewEvent, Outcome};
+    use crate::event::{Caller, NewEvent, NotRelayed, Outcome, Step};
+    use crate::jobs::Done;
     use crate::registry::TriggerMessage;
     use bytes::Bytes;
 
@@ -740,13 +918,14 @@ mod tests {
     fn new_event(tx: &str, outcome: Outcome, dedup: &str) -> NewEvent {
         NewEvent {
             vendor: Vendor::Gosign,
-            transaction_id: tx.into(),
+            transaction_id: TransactionId::parse(tx).unwrap(),
             outcome,
             occurred_at: None,
             surface: "gosign.rest",
             dedup_key: dedup.into(),
             documents: vec![],
             caller: Caller::default(),
+            follow_up: None,
         }
     }
 
@@ -767,21 +946,31 @@ mod tests {
         .unwrap();
         Registration {
             vendor: Vendor::Gosign,
-            transaction_id: tx.into(),
+            transaction_id: TransactionId::parse(tx).unwrap(),
             trigger,
             registered_at: Utc::now(),
         }
     }
 
-    /// When the outbox entry of `id` is due (the relay knows it from the entry it read).
-    fn due_of(s: &SledStore, id: Uuid) -> DateTime<Utc> {
-        s.due(Utc::now() + chrono::Duration::days(3650), 10_000)
-            .unwrap()
-            .into_iter()
-            .find(|i| i.event_id == id)
-            .expect("in the outbox")
-            .due
+    /// The queued job of event `id`, as the worker reads it.
+    async fn job_of(s: &SledStore, id: Uuid) -> Job {
+        s.due(
+            Party::Nrc,
+            Utc::now() + chrono::Duration::days(3650),
+            10_000,
+        )
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|j| j.task.event_id() == Some(id))
+        .expect("queued")
     }
+
+    fn delivered() -> JobResult {
+        JobResult::Done(Done::default())
+    }
+
+    const PENDING: RelayState = RelayState::Pending { step: Step::Notify };
 
     fn recorded(r: Recorded) -> SigningEvent {
         match r {
@@ -807,7 +996,7 @@ mod tests {
             Recorded::Duplicate { event_id } => assert_eq!(event_id, first.id),
             other => panic!("{other:?}"),
         }
-        assert_eq!(s.events(&EventQuery::default()).unwrap().len(), 1);
+        assert_eq!(s.events(&EventQuery::default()).await.unwrap().len(), 1);
     }
 
     /// The tree shows a group before its flush; a duplicate seen there is answered only once
@@ -882,19 +1071,13 @@ mod tests {
                 .await
                 .unwrap(),
         );
+        let first_job = job_of(&s, first.id).await;
         let before = commits.0.lock().unwrap().len();
-        let (done, callback) = tokio::join!(
-            s.complete(
-                first.id,
-                due_of(&s, first.id),
-                DeliveryResult::Delivered { at: Utc::now() }
-            ),
-            async {
-                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-                s.record(new_event("T2", Outcome::Completed, "k2"), payload(10))
-                    .await
-            }
-        );
+        let (done, callback) = tokio::join!(s.complete(&first_job, delivered()), async {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            s.record(new_event("T2", Outcome::Completed, "k2"), payload(10))
+                .await
+        });
         done.unwrap();
         let second = recorded(callback.unwrap());
         assert_eq!(
@@ -903,25 +1086,21 @@ mod tests {
             "one commit for both"
         );
         assert!(matches!(
-            s.event(first.id).unwrap().unwrap().relay,
+            s.event(first.id).await.unwrap().unwrap().relay,
             RelayState::Delivered { .. }
         ));
         // Alone, it is committed once the window has passed.
         let started = std::time::Instant::now();
-        s.complete(
-            second.id,
-            due_of(&s, second.id),
-            DeliveryResult::Delivered { at: Utc::now() },
-        )
-        .await
-        .unwrap();
+        s.complete(&job_of(&s, second.id).await, delivered())
+            .await
+            .unwrap();
         assert!(started.elapsed() < std::time::Duration::from_secs(3));
         assert_eq!(commits.0.lock().unwrap()[before + 1..], [1]);
         drop(s);
         writer.join().unwrap();
         let s = open(dir.path());
         assert!(matches!(
-            s.event(second.id).unwrap().unwrap().relay,
+            s.event(second.id).await.unwrap().unwrap().relay,
             RelayState::Delivered { .. }
         ));
     }
@@ -954,7 +1133,7 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        assert_eq!(a.relay, RelayState::Pending);
+        assert_eq!(a.relay, PENDING);
         let b = recorded(
             s.record(
                 new_event("T1", Outcome::Aborted { reason: "x".into() }, "b"),
@@ -994,7 +1173,7 @@ mod tests {
         );
         assert_eq!(e.relay, RelayState::Parked);
         assert_eq!(s.depths().parked, 1);
-        assert!(s.due(Utc::now(), 10).unwrap().is_empty());
+        assert!(s.due(Party::Nrc, Utc::now(), 10).await.unwrap().is_empty());
         let r = s.register(registration("T9")).await.unwrap();
         assert_eq!(
             r,
@@ -1012,10 +1191,10 @@ mod tests {
                 quarantine: 0
             }
         );
-        let due = s.due(Utc::now(), 10).unwrap();
+        let due = s.due(Party::Nrc, Utc::now(), 10).await.unwrap();
         assert_eq!(due.len(), 1);
-        assert_eq!(due[0].event_id, e.id);
-        assert_eq!(s.event(e.id).unwrap().unwrap().relay, RelayState::Pending);
+        assert_eq!(due[0].id, e.id);
+        assert_eq!(s.event(e.id).await.unwrap().unwrap().relay, PENDING);
     }
 
     #[tokio::test]
@@ -1030,46 +1209,47 @@ mod tests {
         );
         let later = Utc::now() + chrono::Duration::seconds(60);
         s.complete(
-            e.id,
-            due_of(&s, e.id),
-            DeliveryResult::Retry {
+            &job_of(&s, e.id).await,
+            JobResult::Retry {
                 due: later,
                 error: "503".into(),
             },
         )
         .await
         .unwrap();
-        assert!(s.due(Utc::now(), 10).unwrap().is_empty());
-        let item = &s.due(later, 10).unwrap()[0];
+        assert!(s.due(Party::Nrc, Utc::now(), 10).await.unwrap().is_empty());
+        let item = &s.due(Party::Nrc, later, 10).await.unwrap()[0];
         assert_eq!(
             (item.attempts, item.last_error.as_deref()),
             (1, Some("503"))
         );
         assert_eq!(
-            s.next_due().unwrap().map(|t| t.timestamp_millis()),
+            s.next_due(Party::Nrc)
+                .await
+                .unwrap()
+                .map(|t| t.timestamp_millis()),
             Some(later.timestamp_millis())
         );
         s.complete(
-            e.id,
-            due_of(&s, e.id),
-            DeliveryResult::DeadLetter {
+            &job_of(&s, e.id).await,
+            JobResult::DeadLetter {
                 reason: "400".into(),
-                nrc_status: Some(400),
-                nrc_body: Some("bad".into()),
+                status: Some(400),
+                body: Some("bad".into()),
             },
         )
         .await
         .unwrap();
         assert_eq!(s.depths().outbox, 0);
-        let dl = s.dead_letters().unwrap();
-        assert_eq!(
-            (dl.len(), dl[0].attempts, dl[0].nrc_status),
-            (1, 2, Some(400))
-        );
+        let dl = s.dead_letters().await.unwrap();
+        assert_eq!((dl.len(), dl[0].attempts, dl[0].status), (1, 2, Some(400)));
         s.replay(e.id).await.unwrap();
         assert!(matches!(s.replay(e.id).await, Err(StoreError::NotFound)));
         assert_eq!(s.depths().dead_letters, 0);
-        assert_eq!(s.due(Utc::now(), 10).unwrap()[0].attempts, 0);
+        assert_eq!(
+            s.due(Party::Nrc, Utc::now(), 10).await.unwrap()[0].attempts,
+            0
+        );
     }
 
     #[tokio::test]
@@ -1095,7 +1275,7 @@ mod tests {
                 Err(e) => panic!("{e}"),
             }
         };
-        let p = s.payload(id).unwrap().unwrap();
+        let p = s.payload(id).await.unwrap().unwrap();
         assert_eq!(p.bytes.len(), super::super::archive::INLINE_MAX + 1);
         assert!(dir
             .path()
@@ -1115,13 +1295,9 @@ mod tests {
                 .await
                 .unwrap(),
         );
-        s.complete(
-            done.id,
-            due_of(&s, done.id),
-            DeliveryResult::Delivered { at: Utc::now() },
-        )
-        .await
-        .unwrap();
+        s.complete(&job_of(&s, done.id).await, delivered())
+            .await
+            .unwrap();
         let progress = recorded(
             s.record(
                 new_event("T1", Outcome::Progress { detail: "d".into() }, "p"),
@@ -1147,16 +1323,16 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(n, 2);
-        assert!(s.event(done.id).unwrap().is_none());
-        assert!(s.payload(done.archive_id).unwrap().is_none());
+        assert!(s.event(done.id).await.unwrap().is_none());
+        assert!(s.payload(done.archive_id).await.unwrap().is_none());
         assert!(!dir
             .path()
             .join("payloads")
             .join(done.archive_id.simple().to_string())
             .exists());
-        assert!(s.event(progress.id).unwrap().is_none());
+        assert!(s.event(progress.id).await.unwrap().is_none());
         assert!(
-            s.event(parked.id).unwrap().is_some(),
+            s.event(parked.id).await.unwrap().is_some(),
             "parked events are kept"
         );
         // The outcome stays deduplicated after the purge: a late redelivery is not relayed again.
@@ -1195,7 +1371,7 @@ mod tests {
             1
         );
         assert_eq!(s.depths().parked, 0);
-        assert_eq!(s.dead_letters().unwrap()[0].event_id, e.id);
+        assert_eq!(s.dead_letters().await.unwrap()[0].event_id, Some(e.id));
     }
 
     #[tokio::test]

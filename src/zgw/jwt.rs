@@ -16,6 +16,44 @@ pub struct ZgwClaims {
     pub user_representation: String,
 }
 
+/// How signrelay identifies itself to a ZGW component (NRC, ZRC, DRC): the Applicatie's
+/// client id and secret, and the user it acts as. The NRC's is the default for the others.
+#[derive(Debug, Clone)]
+pub struct ZgwIdentity {
+    pub client_id: String,
+    pub secret: crate::secret::Secret,
+    pub user_id: String,
+    pub user_representation: String,
+    /// A token is reused until it is this old.
+    pub max_age: Duration,
+}
+
+impl ZgwIdentity {
+    /// The same identity with another component's client id and secret, where configured.
+    pub fn with_client(
+        &self,
+        client_id: Option<&str>,
+        secret: Option<&crate::secret::Secret>,
+    ) -> ZgwIdentity {
+        ZgwIdentity {
+            client_id: client_id.unwrap_or(&self.client_id).to_string(),
+            secret: secret.unwrap_or(&self.secret).clone(),
+            ..self.clone()
+        }
+    }
+
+    /// A token maker; fails when the secret does not resolve.
+    pub fn jwt(&self) -> anyhow::Result<ZgwJwt> {
+        Ok(ZgwJwt::new(
+            &self.client_id,
+            &self.secret.resolve()?,
+            &self.user_id,
+            &self.user_representation,
+            self.max_age,
+        ))
+    }
+}
+
 pub struct ZgwJwt {
     client_id: String,
     user_id: String,

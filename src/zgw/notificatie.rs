@@ -39,7 +39,10 @@ impl Notificatie {
         progress_actie: Option<&str>,
     ) -> Option<Notificatie> {
         let mut kenmerken = BTreeMap::new();
-        kenmerken.insert("transaction_id".to_string(), event.transaction_id.clone());
+        kenmerken.insert(
+            "transaction_id".to_string(),
+            event.transaction_id.to_string(),
+        );
         let actie = match &event.outcome {
             Outcome::Completed => ACTIE_VOLTOOID,
             Outcome::Aborted { reason } => {

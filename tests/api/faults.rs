@@ -444,8 +444,8 @@ async fn full_disk_answers_retry_later_on_every_surface() {
     let store = disk.path().join("store");
     let app = spawn_app_with(|c| {
         c.store.path = store.clone();
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::None);
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
     })
     .await;
     let (rest_tx, soap_tx, late_tx) = ("DISK-REST", "DISK-SOAP", "DISK-LATE");
@@ -500,8 +500,8 @@ async fn full_disk_answers_retry_later_on_every_surface() {
     // relayed, once; what was registered before the disk filled up is still there.
     let (nrc, _, _) = app.stop().await;
     let mut cfg = test_config(&store, &nrc.url);
-    cfg.gosign.soap.enabled = true;
-    cfg.gosign.soap.auth = Some(AuthConfig::None);
+    cfg.vendors.gosign.soap.enabled = true;
+    cfg.vendors.gosign.soap.auth = Some(AuthConfig::None);
     let app = spawn_on(cfg, nrc).await;
     wait_ready(&app, 200, Duration::from_secs(7)).await;
     assert!(app.events("").await.is_empty(), "a failed write survived");
@@ -535,8 +535,8 @@ async fn low_disk_space_is_refused_before_any_write_fails() {
     let app = spawn_app_with(|c| {
         c.store.path = store.clone();
         c.store.min_free_mib = 40;
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::None);
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
     })
     .await;
     let tx = "LOW-1";
@@ -746,8 +746,8 @@ fn complete_response(buf: &[u8]) -> bool {
 async fn trickled_bodies_are_cut_off_on_every_surface() {
     let app = spawn_app_with(|c| {
         c.server.client_timeout_secs = 1;
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::None);
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
     })
     .await;
     let addr = socket_addr(&app);

@@ -907,7 +907,7 @@ async fn inline_documents_are_listed_and_downloadable_intact() {
 
 #[tokio::test]
 async fn document_near_the_body_limit_is_kept_and_one_over_it_gets_413() {
-    let app = spawn_app_with(|c| c.gosign.rest.body_limit_mib = 2).await;
+    let app = spawn_app_with(|c| c.vendors.gosign.rest.body_limit_mib = 2).await;
     const MIB: usize = 1024 * 1024;
 
     // ~1.9 MiB of JSON: a 1.42 MiB document, base64-encoded.
@@ -989,7 +989,7 @@ async fn assert_refused(
 #[tokio::test]
 async fn basic_auth_guards_status_and_notify() {
     let app = spawn_app_with(|c| {
-        c.gosign.rest.auth = Some(AuthConfig::Basic {
+        c.vendors.gosign.rest.auth = Some(AuthConfig::Basic {
             username: "gosign".into(),
             password: Secret::Inline("s3cret-Pa55word".into()),
         })
@@ -1057,7 +1057,7 @@ async fn basic_auth_guards_status_and_notify() {
 async fn api_key_auth_guards_status_and_notify() {
     let key = "gosign-key-0123456789abcdef";
     let app = spawn_app_with(|c| {
-        c.gosign.rest.auth = Some(AuthConfig::ApiKey {
+        c.vendors.gosign.rest.auth = Some(AuthConfig::ApiKey {
             header: "X-GoSign-Key".into(),
             key: Secret::Inline(key.into()),
         })

@@ -16,8 +16,9 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
-use signrelay::config::{OnError, Secret, WorkabilityPolicy};
+use signrelay::config::Secret;
 use signrelay::testkit::nrc::Received;
+use signrelay::vendors::gosign::config::{OnError, WorkabilityPolicy};
 use signrelay::vendors::gosign::workability::Action;
 use signrelay::zgw::jwt::ZgwClaims;
 
@@ -59,8 +60,8 @@ const ZEEP_DOCUMENT: &[u8] = b"%PDF-1.7\nzeep check \x00\x01\x02\xff\n%%EOF\n";
 /// signrelay with the SOAP surface on (no authentication), then `adjust`.
 async fn soap_app(adjust: impl FnOnce(&mut signrelay::config::Config)) -> TestApp {
     spawn_app_with(|c| {
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::None);
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
         adjust(c);
     })
     .await
@@ -806,7 +807,7 @@ async fn notification_for_an_unregistered_envelope_is_parked_until_registration(
 #[tokio::test]
 async fn large_base64_document_is_kept_intact_and_one_over_the_limit_is_refused() {
     const MIB: usize = 1024 * 1024;
-    let app = soap_app(|c| c.gosign.soap.body_limit_mib = 6).await;
+    let app = soap_app(|c| c.vendors.gosign.soap.body_limit_mib = 6).await;
     let tx = "ENV-BIG";
     let zaak = register(&app, tx).await;
     let pdf = pdf_bytes(4 * MIB + 3);
@@ -1160,7 +1161,7 @@ async fn assert_refused(app: &TestApp, challenge: &str, cases: &[(Vec<(&str, &st
 #[tokio::test]
 async fn basic_auth_guards_both_soap_endpoints() {
     let app = soap_app(|c| {
-        c.gosign.soap.auth = Some(AuthConfig::Basic {
+        c.vendors.gosign.soap.auth = Some(AuthConfig::Basic {
             username: "gosign".into(),
             password: Secret::Inline("s3cret-Pa55word".into()),
         })
@@ -1211,7 +1212,7 @@ async fn basic_auth_guards_both_soap_endpoints() {
 async fn api_key_auth_guards_both_soap_endpoints() {
     let key = "gosign-soap-key-0123456789";
     let app = soap_app(|c| {
-        c.gosign.soap.auth = Some(AuthConfig::ApiKey {
+        c.vendors.gosign.soap.auth = Some(AuthConfig::ApiKey {
             header: "X-GoSign-Key".into(),
             key: Secret::Inline(key.into()),
         })
@@ -1350,8 +1351,8 @@ async fn failed_insert_envelope_relays_afgebroken_and_ok_is_progress() {
 #[tokio::test]
 async fn registry_policy_follows_registration_withdrawal_and_outcome() {
     let app = soap_app(|c| {
-        c.gosign.workability.policy = WorkabilityPolicy::Registry;
-        c.gosign.workability.cache_secs = 0;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Registry;
+        c.vendors.gosign.workability.cache_secs = 0;
     })
     .await;
     let workable = json!({"workable": true, "action": "NOP"});
@@ -1423,10 +1424,10 @@ async fn registry_policy_follows_registration_withdrawal_and_outcome() {
 #[tokio::test]
 async fn registry_policy_with_unknown_envelopes_not_workable_and_delete() {
     let app = soap_app(|c| {
-        c.gosign.workability.policy = WorkabilityPolicy::Registry;
-        c.gosign.workability.unknown_envelopes_workable = false;
-        c.gosign.workability.action = Action::Delete;
-        c.gosign.workability.cache_secs = 0;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Registry;
+        c.vendors.gosign.workability.unknown_envelopes_workable = false;
+        c.vendors.gosign.workability.action = Action::Delete;
+        c.vendors.gosign.workability.cache_secs = 0;
     })
     .await;
     let unknown = "envelop onbekend bij de zaakbehandeling";
@@ -1570,10 +1571,10 @@ async fn zrc_zaak(
 
 async fn zaak_open_app(on_error: OnError) -> TestApp {
     soap_app(|c| {
-        c.gosign.workability.policy = WorkabilityPolicy::ZaakOpen;
-        c.gosign.workability.cache_secs = 0;
-        c.gosign.workability.timeout_ms = 400;
-        c.gosign.workability.on_error = on_error;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::ZaakOpen;
+        c.vendors.gosign.workability.cache_secs = 0;
+        c.vendors.gosign.workability.timeout_ms = 400;
+        c.vendors.gosign.workability.on_error = on_error;
     })
     .await
 }
@@ -1744,11 +1745,11 @@ async fn forward_policy_asks_the_case_application() {
     let case = CaseApp::start().await;
     let url = case.url.clone();
     let app = soap_app(move |c| {
-        c.gosign.workability.policy = WorkabilityPolicy::Forward;
-        c.gosign.workability.forward_url = Some(url);
-        c.gosign.workability.forward_bearer = Some(Secret::Inline("case-token".into()));
-        c.gosign.workability.cache_secs = 0;
-        c.gosign.workability.on_error = OnError::FailClosed;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Forward;
+        c.vendors.gosign.workability.forward_url = Some(url);
+        c.vendors.gosign.workability.forward_bearer = Some(Secret::Inline("case-token".into()));
+        c.vendors.gosign.workability.cache_secs = 0;
+        c.vendors.gosign.workability.on_error = OnError::FailClosed;
     })
     .await;
     let hold = "Pratica in sospeso, permesso non accordato";
@@ -1886,9 +1887,9 @@ async fn zeep_loads_the_wsdls_and_calls_every_operation() {
         c.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
         c.server.public_url = public;
         // What the script expects of getEnvelopeExternalStatus.
-        c.gosign.workability.policy = WorkabilityPolicy::Registry;
-        c.gosign.workability.unknown_envelopes_workable = false;
-        c.gosign.workability.action = Action::Delete;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Registry;
+        c.vendors.gosign.workability.unknown_envelopes_workable = false;
+        c.vendors.gosign.workability.action = Action::Delete;
     })
     .await;
     assert_eq!(app.address, base);

@@ -47,7 +47,7 @@ pub fn test_config(store: &Path, nrc_url: &str) -> Config {
         header: "X-Api-Key".into(),
         key: Secret::Inline(ADMIN_KEY.into()),
     };
-    cfg.gosign.rest.auth = Some(AuthConfig::None);
+    cfg.vendors.gosign.rest.auth = Some(AuthConfig::None);
     cfg
 }
 

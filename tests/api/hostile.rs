@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
-use signrelay::config::WorkabilityPolicy;
+use signrelay::vendors::gosign::config::WorkabilityPolicy;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -29,13 +29,13 @@ const REST_TX: &str = "HOSTILE-1";
 /// the registry and admin API, and the registry workability policy.
 async fn hostile_app() -> TestApp {
     spawn_app_with(|c| {
-        c.gosign.rest.body_limit_mib = 1;
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(AuthConfig::None);
-        c.gosign.soap.body_limit_mib = 1;
-        c.gosign.workability.policy = WorkabilityPolicy::Registry;
+        c.vendors.gosign.rest.body_limit_mib = 1;
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
+        c.vendors.gosign.soap.body_limit_mib = 1;
+        c.vendors.gosign.workability.policy = WorkabilityPolicy::Registry;
         // Unknown envelopes not workable: no hostile id may hit a registered transaction.
-        c.gosign.workability.unknown_envelopes_workable = false;
+        c.vendors.gosign.workability.unknown_envelopes_workable = false;
     })
     .await
 }

@@ -199,7 +199,7 @@ async fn wait_keys(app: &TestApp, issuer: &str, n: f64) {
 async fn rest_app(providers: Vec<JwtProviderConfig>) -> TestApp {
     keys();
     let issuers: Vec<String> = providers.iter().map(|p| p.issuer.clone()).collect();
-    let app = spawn_app_with(|c| c.gosign.rest.auth = Some(jwt(providers))).await;
+    let app = spawn_app_with(|c| c.vendors.gosign.rest.auth = Some(jwt(providers))).await;
     for i in &issuers {
         wait_keys(&app, i, 1.0).await;
     }
@@ -895,7 +895,8 @@ async fn jwks_redirects_are_not_followed() {
     let idp = Idp::start().await;
     idp.redirect_jwks(Some(attacker.jwks_uri_v2()));
     let issuer = idp.issuer_v2();
-    let app = spawn_app_with(|c| c.gosign.rest.auth = Some(jwt(vec![provider(&issuer)]))).await;
+    let app =
+        spawn_app_with(|c| c.vendors.gosign.rest.auth = Some(jwt(vec![provider(&issuer)]))).await;
     wait_metric(
         &app,
         FETCHES,
@@ -966,7 +967,7 @@ async fn idp_down_without_keys_refuses_with_401() {
     let mut p = provider(&issuer);
     p.unknown_kid_refetch_secs = 1;
     let app = spawn_app_with(|c| {
-        c.gosign.rest.auth = Some(jwt(vec![p, provider(&dead)]));
+        c.vendors.gosign.rest.auth = Some(jwt(vec![p, provider(&dead)]));
     })
     .await;
     for i in [&issuer, &dead] {
@@ -1077,9 +1078,9 @@ async fn a_provider_trusted_by_two_surfaces_asks_the_idp_once() {
     let idp = Idp::start().await;
     let issuer = idp.issuer_v2();
     let app = spawn_app_with(|c| {
-        c.gosign.rest.auth = Some(jwt(vec![provider(&issuer)]));
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(jwt(vec![provider(&issuer)]));
+        c.vendors.gosign.rest.auth = Some(jwt(vec![provider(&issuer)]));
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(jwt(vec![provider(&issuer)]));
     })
     .await;
     wait_keys(&app, &issuer, 1.0).await;
@@ -1111,8 +1112,8 @@ async fn soap_surface_answers_a_fault_with_the_reason() {
     let idp = Idp::start().await;
     let issuer = idp.issuer_v2();
     let app = spawn_app_with(|c| {
-        c.gosign.soap.enabled = true;
-        c.gosign.soap.auth = Some(jwt(vec![provider(&issuer)]));
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(jwt(vec![provider(&issuer)]));
     })
     .await;
     wait_keys(&app, &issuer, 1.0).await;
@@ -1621,7 +1622,7 @@ fn credential_cases(method: &str) -> (&'static str, Vec<CredentialCase>) {
 #[tokio::test]
 async fn rest_workability_routes_require_basic_or_api_key_credentials() {
     for (method, auth) in [("basic", basic_auth()), ("api-key", api_key_auth())] {
-        let app = spawn_app_with(|c| c.gosign.rest.auth = Some(auth)).await;
+        let app = spawn_app_with(|c| c.vendors.gosign.rest.auth = Some(auth)).await;
         let (challenge, cases) = credential_cases(method);
         let mut decisions = 0.0;
         for route in [
@@ -1670,8 +1671,8 @@ async fn rest_workability_routes_require_basic_or_api_key_credentials() {
 async fn soap_status_request_requires_basic_or_api_key_credentials() {
     for (method, auth) in [("basic", basic_auth()), ("api-key", api_key_auth())] {
         let app = spawn_app_with(|c| {
-            c.gosign.soap.enabled = true;
-            c.gosign.soap.auth = Some(auth);
+            c.vendors.gosign.soap.enabled = true;
+            c.vendors.gosign.soap.auth = Some(auth);
         })
         .await;
         let (challenge, cases) = credential_cases(method);

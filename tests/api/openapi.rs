@@ -255,11 +255,11 @@ fn example_envelope(doc: &Value) -> String {
 async fn answers(doc: &Value) -> (TestApp, Vec<Answer>) {
     let header = api_key_header(doc).to_string();
     let app = spawn_app_with(move |c: &mut Config| {
-        c.gosign.rest.auth = Some(AuthConfig::ApiKey {
+        c.vendors.gosign.rest.auth = Some(AuthConfig::ApiKey {
             header,
             key: Secret::Inline(GOSIGN_KEY.into()),
         });
-        c.gosign.rest.body_limit_mib = 1;
+        c.vendors.gosign.rest.body_limit_mib = 1;
     })
     .await;
     let env = example_envelope(doc);
@@ -344,7 +344,7 @@ fn answer<'a>(answers: &'a [Answer], what: &str) -> &'a Answer {
 async fn every_documented_operation_is_served() {
     let doc = load();
     assert_eq!(doc["openapi"], "3.0.3");
-    assert_eq!(base(&doc), Config::default().gosign.rest.base_path);
+    assert_eq!(base(&doc), Config::default().vendors.gosign.rest.base_path);
     let app = spawn_app().await;
     let ops = operations(&doc);
     let documented: BTreeSet<String> = ops
@@ -577,7 +577,7 @@ async fn documented_response_examples_are_what_the_server_answers() {
     let a = answer(&answers, "too large");
     assert_eq!(example["outcome"], a.body["outcome"]);
     assert_eq!(example["message"], "body exceeds the limit of 64 MiB");
-    assert_eq!(Config::default().gosign.rest.body_limit_mib, 64);
+    assert_eq!(Config::default().vendors.gosign.rest.body_limit_mib, 64);
     assert_eq!(a.body["message"], "body exceeds the limit of 1 MiB");
 }
 
@@ -705,8 +705,9 @@ async fn envelope_id_length_limit_is_the_documented_one() {
 async fn workability_answers_conform_to_the_document() {
     let doc = load();
     let app = spawn_app_with(|c| {
-        c.gosign.workability.policy = signrelay::config::WorkabilityPolicy::Registry;
-        c.gosign.workability.unknown_envelopes_workable = false;
+        c.vendors.gosign.workability.policy =
+            signrelay::vendors::gosign::config::WorkabilityPolicy::Registry;
+        c.vendors.gosign.workability.unknown_envelopes_workable = false;
     })
     .await;
     assert_eq!(

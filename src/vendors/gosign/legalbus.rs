@@ -2,13 +2,13 @@
 //! asynchronous operation. An `insertEnvelope` that failed means the signing transaction never
 //! started: that is an Aborted outcome. Success is recorded as progress.
 
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpRequest;
+use bytes::Bytes;
 
 use super::model::{self, Rejection};
-use super::soap::{receive, Received};
-use super::GosignSoap;
-use crate::event::{dedup_key, NewEvent, Outcome, Vendor};
-use crate::store::RawPayload;
+use super::soap::{Service, SoapAnswers};
+use crate::event::{dedup_key, Outcome, TransactionId};
+use crate::vendors::receive::{Callback, Inlet, Parsed, Surface};
 use crate::vendors::soap::{self, Element, FaultCode};
 
 pub const SURFACE: &str = "gosign.legalbus";
@@ -18,7 +18,7 @@ pub const SURFACE: &str = "gosign.legalbus";
 pub struct OperationDone {
     pub id: String,
     pub command: String,
-    pub ext_id: String,
+    pub ext_id: TransactionId,
     pub code: String,
 }
 
@@ -34,8 +34,7 @@ pub fn parse(op: &Element<'_>) -> Result<OperationDone, Rejection> {
             .map(str::to_string)
             .ok_or(Rejection::Missing(name))
     };
-    let ext_id = text("extId")?;
-    model::check_envelope_id(&ext_id)?;
+    let ext_id = model::check_envelope_id(&text("extId")?)?;
     let code = ev
         .child("returnStatus")
         .and_then(|r| r.child_text("code"))
@@ -75,76 +74,59 @@ fn short(s: &str) -> String {
         .collect()
 }
 
-/// `POST {events_path}`: the EvelopeEventService.
-pub async fn endpoint(
-    req: HttpRequest,
-    payload: web::Payload,
-    gs: web::Data<GosignSoap>,
-) -> HttpResponse {
-    let Received {
-        version,
-        caller,
-        body,
-        content_type,
-    } = match receive(&req, payload, &gs, SURFACE).await {
-        Ok(r) => r,
-        Err(fault) => return fault,
-    };
-    let parsed = match soap::parse(&body.bytes) {
-        Ok(p) => p,
-        Err(e) => return soap::fault_for(version, FaultCode::Client, &e.0),
-    };
-    let version = parsed.version;
-    if !parsed.operation.name.eq_ignore_ascii_case("OperationDone") {
-        return soap::fault_for(version, FaultCode::Client, "unknown operation");
+/// What the EvelopeEventService shares.
+pub struct LegalBus {
+    pub inlet: Inlet,
+    /// The WSDL with its service address set to the public URL.
+    pub wsdl: String,
+}
+
+/// `POST {events_path}`: `OperationDone`.
+impl Surface for LegalBus {
+    type Answers = SoapAnswers;
+    const CONTENT_TYPE: &'static str = "text/xml";
+
+    fn inlet(&self) -> &Inlet {
+        &self.inlet
     }
-    let raw = RawPayload {
-        content_type,
-        bytes: body.bytes.clone(),
-    };
-    let done = match parse(&parsed.operation) {
-        Ok(d) => d,
-        Err(rejection) => {
-            let reason = rejection.to_string();
-            let key = dedup_key(&[SURFACE.as_bytes(), &raw.bytes]);
-            return match gs
-                .intake
-                .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw, key)
-                .await
-            {
-                Ok(_) => soap::fault_for(version, FaultCode::Client, &reason),
-                Err(_) => soap::fault_for(version, FaultCode::Server, "cannot be recorded now"),
-            };
+
+    fn answers(&self, req: &HttpRequest) -> SoapAnswers {
+        SoapAnswers::for_request(req, Service::Events)
+    }
+
+    async fn parse(&self, _req: &HttpRequest, body: &Bytes, answers: &mut SoapAnswers) -> Parsed {
+        let parsed = match soap::parse(body) {
+            Ok(p) => p,
+            Err(e) => {
+                return Parsed::Answer(soap::fault_for(answers.version, FaultCode::Client, &e.0))
+            }
+        };
+        answers.version = parsed.version;
+        if !parsed.operation.name.eq_ignore_ascii_case("OperationDone") {
+            return Parsed::Answer(soap::fault_for(
+                answers.version,
+                FaultCode::Client,
+                "unknown operation",
+            ));
         }
-    };
-    let outcome = outcome(&done);
-    let event = NewEvent {
-        vendor: Vendor::Gosign,
-        dedup_key: dedup_key(&[
-            SURFACE.as_bytes(),
-            done.ext_id.as_bytes(),
-            done.id.as_bytes(),
-            done.command.as_bytes(),
-            done.code.as_bytes(),
-        ]),
-        transaction_id: done.ext_id,
-        outcome,
-        occurred_at: None,
-        surface: SURFACE,
-        documents: Vec::new(),
-        caller,
-    };
-    match gs.intake.record(event, raw).await {
-        Ok(_) => soap::respond(
-            version,
-            r#"<ns2:OperationDoneResponse xmlns:ns2="http://www.infocert.it/legalbus/schema/evelopeevent"/>"#,
-        ),
-        // A Server fault: LegalBus redelivers.
-        Err(_) => soap::fault_for(
-            version,
-            FaultCode::Server,
-            "the event cannot be recorded now; please retry",
-        ),
+        let done = match parse(&parsed.operation) {
+            Ok(d) => d,
+            Err(rejection) => return Parsed::Unprocessable(rejection.to_string()),
+        };
+        Parsed::Callback(Callback {
+            dedup_key: dedup_key(&[
+                SURFACE.as_bytes(),
+                done.ext_id.as_bytes(),
+                done.id.as_bytes(),
+                done.command.as_bytes(),
+                done.code.as_bytes(),
+            ]),
+            outcome: outcome(&done),
+            transaction_id: done.ext_id,
+            occurred_at: None,
+            documents: Vec::new(),
+            follow_up: None,
+        })
     }
 }
 

@@ -2,6 +2,7 @@
 //! (ch. 11) and workability checks (ch. 7.2, 8.4). The shared model normalizes for every
 //! transport; workability is one policy for REST and SOAP.
 
+pub mod config;
 pub mod legalbus;
 pub mod model;
 pub mod rest;
@@ -12,29 +13,123 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
-use crate::auth::SurfaceAuth;
-use crate::intake::Intake;
-use crate::vendors::body::BodyLimits;
+use crate::event::Vendor;
+use crate::vendors::{Connector, InlineDocument, Wiring};
+use config::{GosignConfig, WorkabilityPolicy};
 use workability::Workability;
 
-/// What the GoSign REST handlers share.
-pub struct GosignRest {
-    pub auth: SurfaceAuth,
-    pub body: BodyLimits,
-    pub intake: Intake,
-    pub workability: Arc<Workability>,
+/// GoSign, running: the surfaces that are enabled.
+pub struct Gosign {
+    rest: Option<(String, web::Data<rest::RestSurface>)>,
+    soap: Option<(
+        String,
+        String,
+        web::Data<soap::SoapSurface>,
+        web::Data<legalbus::LegalBus>,
+    )>,
 }
 
-/// What the GoSign SOAP handlers share.
-pub struct GosignSoap {
-    pub auth: SurfaceAuth,
-    pub body: BodyLimits,
-    pub intake: Intake,
-    pub workability: Arc<Workability>,
-    /// The WSDLs with their service addresses set to the public URL.
-    pub notifications_wsdl: String,
-    pub events_wsdl: String,
+impl Gosign {
+    pub fn build(
+        cfg: &GosignConfig,
+        wiring: &mut Wiring<'_>,
+    ) -> anyhow::Result<Option<Arc<dyn Connector>>> {
+        let workability = Arc::new(build_workability(cfg, wiring)?);
+        let rest = match (cfg.rest.enabled, &cfg.rest.auth) {
+            (true, Some(auth)) => {
+                let body =
+                    wiring.body_limits(cfg.rest.body_limit_mib, cfg.rest.large_bodies_in_flight);
+                Some((
+                    cfg.rest.base_path.clone(),
+                    web::Data::new(rest::RestSurface {
+                        inlet: wiring.inlet(Vendor::Gosign, rest::SURFACE, auth, body)?,
+                        workability: workability.clone(),
+                    }),
+                ))
+            }
+            _ => None,
+        };
+        let soap = match (cfg.soap.enabled, &cfg.soap.auth) {
+            (true, Some(auth)) => {
+                let s = &cfg.soap;
+                let public = &wiring.settings.public_url;
+                // One body budget and one auth for both SOAP services.
+                let body = wiring.body_limits(s.body_limit_mib, s.large_bodies_in_flight);
+                let work = wiring.inlet(Vendor::Gosign, soap::SURFACE, auth, body.clone())?;
+                let events = wiring.inlet(Vendor::Gosign, legalbus::SURFACE, auth, body)?;
+                Some((
+                    s.base_path.clone(),
+                    s.events_path.clone(),
+                    web::Data::new(soap::SoapSurface {
+                        inlet: work,
+                        workability: workability.clone(),
+                        wsdl: wsdl_for(
+                            NOTIFICATIONS_WSDL,
+                            NOTIFICATIONS_ADDRESS,
+                            public,
+                            &s.base_path,
+                        ),
+                    }),
+                    web::Data::new(legalbus::LegalBus {
+                        inlet: events,
+                        wsdl: wsdl_for(EVENTS_WSDL, EVENTS_ADDRESS, public, &s.events_path),
+                    }),
+                ))
+            }
+            _ => None,
+        };
+        if rest.is_none() && soap.is_none() {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(Gosign { rest, soap })))
+    }
 }
+
+/// The workability policy, with ZRC credentials (default: the NRC's) when it needs them.
+fn build_workability(cfg: &GosignConfig, wiring: &Wiring<'_>) -> anyhow::Result<Workability> {
+    let w = &cfg.workability;
+    let zrc_jwt = if w.policy == WorkabilityPolicy::ZaakOpen {
+        let identity = wiring
+            .settings
+            .zgw
+            .with_client(w.zrc_client_id.as_deref(), w.zrc_secret.as_ref());
+        Some(identity.jwt()?)
+    } else {
+        None
+    };
+    Workability::new(w.clone(), wiring.store.clone(), &wiring.metrics, zrc_jwt)
+}
+
+impl Connector for Gosign {
+    fn vendor(&self) -> Vendor {
+        Vendor::Gosign
+    }
+
+    fn mount(&self, cfg: &mut web::ServiceConfig) {
+        if let Some((base, state)) = &self.rest {
+            configure_rest(cfg, base, state.clone());
+        }
+        if let Some((base, events, work, legalbus)) = &self.soap {
+            configure_soap(cfg, base, events, work.clone(), legalbus.clone());
+        }
+    }
+
+    fn document(&self, surface: &str, body: &[u8], index: usize) -> Option<InlineDocument> {
+        let (mime_type, bytes) = match surface {
+            rest::SURFACE => model::json_document(body, index),
+            soap::SURFACE => soap::xml_document(body, index),
+            _ => None,
+        }?;
+        Some(InlineDocument { mime_type, bytes })
+    }
+
+    fn contracts(&self) -> Vec<(&'static str, &'static str)> {
+        vec![("gosign-rest.yaml", REST_OPENAPI)]
+    }
+}
+
+/// GoSign's REST surface as signrelay serves it (GoSign publishes no machine-readable one).
+pub const REST_OPENAPI: &str = include_str!("../../../openapi/gosign-rest.yaml");
 
 /// The WSDLs as shipped; their `soap:address` is rewritten to the configured public URL.
 pub const NOTIFICATIONS_WSDL: &str = include_str!("../../../wsdl/WorkNotificationsService.wsdl");
@@ -53,14 +148,18 @@ pub fn wsdl_for(template: &str, address: &str, public_url: &str, path: &str) -> 
 }
 
 /// Mounts the REST surface at `base_path`.
-pub fn configure_rest(cfg: &mut web::ServiceConfig, base_path: &str, state: web::Data<GosignRest>) {
+fn configure_rest(
+    cfg: &mut web::ServiceConfig,
+    base_path: &str,
+    state: web::Data<rest::RestSurface>,
+) {
     cfg.service(
         web::scope(base_path)
             .app_data(state)
             .route("/status", web::get().to(rest::status))
             .route(
                 "/envelopes/{enveExtId}/notify",
-                web::post().to(rest::notify),
+                web::post().to(crate::vendors::receive::receive::<rest::RestSurface>),
             )
             .route(
                 "/envelopes/{enveExtId}/managers/{userExtId}/status",
@@ -76,31 +175,32 @@ pub fn configure_rest(cfg: &mut web::ServiceConfig, base_path: &str, state: web:
 
 /// Mounts the SOAP services: WorkNotificationsService at `base_path`, EvelopeEventService at
 /// `events_path`; `GET …?wsdl` serves each WSDL.
-pub fn configure_soap(
+fn configure_soap(
     cfg: &mut web::ServiceConfig,
     base_path: &str,
     events_path: &str,
-    state: web::Data<GosignSoap>,
+    work: web::Data<soap::SoapSurface>,
+    events: web::Data<legalbus::LegalBus>,
 ) {
     cfg.service(
         web::resource(base_path)
-            .app_data(state.clone())
-            .route(web::post().to(soap::endpoint))
-            .route(
-                web::get().to(|req: HttpRequest, gs: web::Data<GosignSoap>| async move {
-                    serve_wsdl(&req, &gs.notifications_wsdl)
-                }),
-            ),
+            .app_data(work)
+            .route(web::post().to(crate::vendors::receive::receive::<soap::SoapSurface>))
+            .route(web::get().to(
+                |req: HttpRequest, s: web::Data<soap::SoapSurface>| async move {
+                    serve_wsdl(&req, &s.wsdl)
+                },
+            )),
     );
     cfg.service(
         web::resource(events_path)
-            .app_data(state)
-            .route(web::post().to(legalbus::endpoint))
-            .route(
-                web::get().to(|req: HttpRequest, gs: web::Data<GosignSoap>| async move {
-                    serve_wsdl(&req, &gs.events_wsdl)
-                }),
-            ),
+            .app_data(events)
+            .route(web::post().to(crate::vendors::receive::receive::<legalbus::LegalBus>))
+            .route(web::get().to(
+                |req: HttpRequest, s: web::Data<legalbus::LegalBus>| async move {
+                    serve_wsdl(&req, &s.wsdl)
+                },
+            )),
     );
 }
 
@@ -117,15 +217,6 @@ fn serve_wsdl(req: &HttpRequest, wsdl: &str) -> HttpResponse {
         HttpResponse::MethodNotAllowed()
             .insert_header(("Allow", "POST"))
             .body("POST a SOAP envelope, or GET ?wsdl")
-    }
-}
-
-/// The `index`-th inline document of a stored GoSign payload.
-pub fn document(surface: &str, body: &[u8], index: usize) -> Option<(Option<String>, Vec<u8>)> {
-    match surface {
-        rest::SURFACE => model::json_document(body, index),
-        soap::SURFACE => soap::xml_document(body, index),
-        _ => None,
     }
 }
 

@@ -9,12 +9,12 @@ use std::borrow::Cow;
 use chrono::{DateTime, TimeZone, Utc};
 use serde::Deserialize;
 
-use crate::event::{dedup_key, DocumentRef, Outcome, Vendor};
+use crate::event::{dedup_key, DocumentRef, Outcome, TransactionId, Vendor};
 
 /// A GoSign notification, normalized: what happened to which envelope.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Notification {
-    pub envelope_id: String,
+    pub envelope_id: TransactionId,
     pub outcome: Outcome,
     pub occurred_at: Option<DateTime<Utc>>,
     pub documents: Vec<DocumentRef>,
@@ -190,13 +190,9 @@ pub(crate) fn decoded_len(b64: &str) -> u64 {
     ((t.len() / 4) * 3 + (t.len() % 4).saturating_sub(1)).saturating_sub(pad) as u64
 }
 
-/// Is `id` usable as a transaction id (printable, bounded)?
-pub(crate) fn check_envelope_id(id: &str) -> Result<(), Rejection> {
-    if crate::registry::valid_transaction_id(id) {
-        Ok(())
-    } else {
-        Err(Rejection::BadEnvelopeId)
-    }
+/// An envelope id as a transaction id (printable, bounded).
+pub(crate) fn check_envelope_id(id: &str) -> Result<TransactionId, Rejection> {
+    TransactionId::parse(id).map_err(|_| Rejection::BadEnvelopeId)
 }
 
 fn json_error(e: &serde_json::Error) -> Rejection {
@@ -212,9 +208,9 @@ fn json_error(e: &serde_json::Error) -> Rejection {
 
 /// Parses and normalizes a REST notify body for the envelope named in the path.
 pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, Rejection> {
-    check_envelope_id(path_envelope_id)?;
+    let path_id = check_envelope_id(path_envelope_id)?;
     let p: Payload<'_> = serde_json::from_slice(body).map_err(|e| json_error(&e))?;
-    let n = if let Some(t) = p.notification_type.as_deref() {
+    let (envelope, outcome, occurred_at) = if let Some(t) = p.notification_type.as_deref() {
         let envelope = p
             .envelope_external_id
             .as_deref()
@@ -224,15 +220,11 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
             .as_ref()
             .ok_or(Rejection::Missing("liveStatus"))?;
         let outcome = work_notification_outcome(t, p.note.as_deref(), steps)?;
-        Notification {
-            envelope_id: envelope.to_string(),
-            outcome,
-            occurred_at: steps
-                .iter()
-                .filter_map(|s| s.ended_at.as_ref()?.parse())
-                .max(),
-            documents: documents(p.documents.as_deref()),
-        }
+        let occurred_at = steps
+            .iter()
+            .filter_map(|s| s.ended_at.as_ref()?.parse())
+            .max();
+        (envelope, outcome, occurred_at)
     } else if let Some(status) = p.status.as_deref() {
         let envelope = p
             .external_id
@@ -240,27 +232,28 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
             .ok_or(Rejection::Missing("externalId"))?;
         let outcome = extended_outcome(status, p.previous_status.as_deref(), p.note.as_deref())?;
         let steps = p.process.as_ref().and_then(|pr| pr.live_status.as_ref());
-        Notification {
-            envelope_id: envelope.to_string(),
-            outcome,
-            occurred_at: p
-                .completed_at
-                .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
-                .or_else(|| {
-                    steps?
-                        .iter()
-                        .filter_map(|s| s.ended_at.as_ref()?.parse())
-                        .max()
-                }),
-            documents: documents(p.documents.as_deref()),
-        }
+        let occurred_at = p
+            .completed_at
+            .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
+            .or_else(|| {
+                steps?
+                    .iter()
+                    .filter_map(|s| s.ended_at.as_ref()?.parse())
+                    .max()
+            });
+        (envelope, outcome, occurred_at)
     } else {
         return Err(Rejection::UnknownFormat);
     };
-    if n.envelope_id != path_envelope_id {
+    if envelope != path_id.as_str() {
         return Err(Rejection::EnvelopeMismatch);
     }
-    Ok(n)
+    Ok(Notification {
+        envelope_id: path_id,
+        outcome,
+        occurred_at,
+        documents: documents(p.documents.as_deref()),
+    })
 }
 
 /// WorkNotification `notificationType` → outcome (ch. 8.3.1).

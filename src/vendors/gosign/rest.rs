@@ -1,18 +1,27 @@
-//! GoSign REST surface (integration methodology ch. 8): the `/status` ping and
-//! `/envelopes/{enveExtId}/notify`, answered with GoSign's `outcome` contract.
+//! GoSign REST surface (integration methodology ch. 8): the `/status` ping,
+//! `/envelopes/{enveExtId}/notify` answered with GoSign's `outcome` contract, and the
+//! workability checks.
+
+use std::sync::Arc;
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use bytes::Bytes;
 use serde::Serialize;
 
 use super::model;
-use super::GosignRest;
-use crate::event::{dedup_key, NewEvent, Vendor};
-use crate::store::RawPayload;
-use crate::vendors::body::BodyError;
+use super::workability::Workability;
+use crate::auth::AuthFailure;
+use crate::vendors::receive::{Answers, Callback, Inlet, Parsed, Surface};
 
 pub const SURFACE: &str = "gosign.rest";
+
+/// What the REST routes share.
+pub struct RestSurface {
+    pub inlet: Inlet,
+    pub workability: Arc<Workability>,
+}
 
 /// GoSign's answer contract: always 2xx; `outcome` tells GoSign whether to retry.
 #[derive(Debug, Serialize)]
@@ -26,43 +35,106 @@ fn answer(status: StatusCode, outcome: &str, message: Option<String>) -> HttpRes
     HttpResponse::build(status).json(NotifyAnswer { outcome, message })
 }
 
-fn succeeded() -> HttpResponse {
-    answer(StatusCode::OK, "succeeded", None)
-}
-
 fn retry(message: &str) -> HttpResponse {
     answer(StatusCode::OK, "failed_please_retry", Some(message.into()))
 }
 
-fn discard(message: String) -> HttpResponse {
-    answer(StatusCode::OK, "failed_please_discard", Some(message))
-}
-
 /// A refused caller: 401 (GoSign treats it as "retry", which is right for a credential that
 /// an operator will fix).
-fn unauthorized(gs: &GosignRest, failure: crate::auth::AuthFailure) -> HttpResponse {
-    gs.intake
-        .metrics
-        .callback(Vendor::Gosign.as_str(), SURFACE, "unauthorized");
+fn unauthorized(failure: AuthFailure, challenge: Option<String>) -> HttpResponse {
     let mut resp = HttpResponse::Unauthorized();
-    if let Some(c) = gs.auth.challenge(failure) {
+    if let Some(c) = challenge {
         resp.insert_header((header::WWW_AUTHENTICATE, c));
     }
     resp.json(serde_json::json!({"error": failure.code(), "detail": failure.detail()}))
 }
 
+/// The `outcome` contract for notify.
+pub struct NotifyAnswers;
+
+impl Answers for NotifyAnswers {
+    fn unauthorized(&self, failure: AuthFailure, challenge: Option<String>) -> HttpResponse {
+        unauthorized(failure, challenge)
+    }
+
+    fn too_large(&self, limit_bytes: usize) -> HttpResponse {
+        // Not 2xx: GoSign keeps retrying, so nothing is lost while an operator raises the limit.
+        answer(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "failed_please_retry",
+            Some(format!(
+                "body exceeds the limit of {} MiB",
+                limit_bytes / (1024 * 1024)
+            )),
+        )
+    }
+
+    fn incomplete(&self) -> HttpResponse {
+        retry("body was not received completely")
+    }
+
+    fn recorded(&self) -> HttpResponse {
+        answer(StatusCode::OK, "succeeded", None)
+    }
+
+    fn discarded(&self, reason: &str) -> HttpResponse {
+        answer(
+            StatusCode::OK,
+            "failed_please_discard",
+            Some(reason.to_string()),
+        )
+    }
+
+    fn not_recorded(&self) -> HttpResponse {
+        retry("the callback cannot be recorded now; please retry")
+    }
+
+    fn not_quarantined(&self) -> HttpResponse {
+        retry("the callback cannot be recorded now")
+    }
+}
+
+/// `POST {base}/envelopes/{enveExtId}/notify`.
+impl Surface for RestSurface {
+    type Answers = NotifyAnswers;
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn inlet(&self) -> &Inlet {
+        &self.inlet
+    }
+
+    fn answers(&self, _req: &HttpRequest) -> NotifyAnswers {
+        NotifyAnswers
+    }
+
+    async fn parse(&self, req: &HttpRequest, body: &Bytes, _: &mut NotifyAnswers) -> Parsed {
+        // Decoded as the Path extractor decodes it (in full).
+        let envelope = web::Path::<String>::extract(req)
+            .await
+            .map(web::Path::into_inner)
+            .unwrap_or_default();
+        match model::parse_json(&envelope, body) {
+            Ok(n) => Parsed::Callback(Callback {
+                dedup_key: n.dedup_key(),
+                transaction_id: n.envelope_id,
+                outcome: n.outcome,
+                occurred_at: n.occurred_at,
+                documents: n.documents,
+                follow_up: None,
+            }),
+            Err(rejection) => Parsed::Unprocessable(rejection.to_string()),
+        }
+    }
+}
+
 /// `GET {base}/status`: GoSign's availability ping.
-pub async fn status(req: HttpRequest, gs: web::Data<GosignRest>) -> HttpResponse {
-    if let Err(f) = gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        return unauthorized(&gs, f);
+pub async fn status(req: HttpRequest, gs: web::Data<RestSurface>) -> HttpResponse {
+    if let Err((f, c)) = gs.inlet.authenticate(&req).await {
+        return unauthorized(f, c);
     }
     // Report only the services that are down; without `services` all count as available.
     let mut services = serde_json::Map::new();
-    if !gs.intake.health.store_ok() {
+    if !gs.inlet.intake.health.store_ok() {
         // Notifications cannot be recorded now.
         services.insert(
             "workNotification".into(),
@@ -87,14 +159,10 @@ pub async fn status(req: HttpRequest, gs: web::Data<GosignRest>) -> HttpResponse
 pub async fn workability(
     req: HttpRequest,
     path: web::Path<(String, String)>,
-    gs: web::Data<GosignRest>,
+    gs: web::Data<RestSurface>,
 ) -> HttpResponse {
-    if let Err(f) = gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        return unauthorized(&gs, f);
+    if let Err((f, c)) = gs.inlet.authenticate(&req).await {
+        return unauthorized(f, c);
     }
     let (envelope, user) = path.into_inner();
     HttpResponse::Ok().json(gs.workability.check(&envelope, &user, None).await)
@@ -105,14 +173,10 @@ pub async fn workability(
 pub async fn workability_substitute(
     req: HttpRequest,
     path: web::Path<(String, String, String)>,
-    gs: web::Data<GosignRest>,
+    gs: web::Data<RestSurface>,
 ) -> HttpResponse {
-    if let Err(f) = gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        return unauthorized(&gs, f);
+    if let Err((f, c)) = gs.inlet.authenticate(&req).await {
+        return unauthorized(f, c);
     }
     let (envelope, user, original) = path.into_inner();
     HttpResponse::Ok().json(
@@ -120,80 +184,6 @@ pub async fn workability_substitute(
             .check(&envelope, &user, Some(&original))
             .await,
     )
-}
-
-/// `POST {base}/envelopes/{enveExtId}/notify`: parse, authenticate, normalize, record.
-pub async fn notify(
-    req: HttpRequest,
-    path: web::Path<String>,
-    payload: web::Payload,
-    gs: web::Data<GosignRest>,
-) -> HttpResponse {
-    let caller = match gs
-        .auth
-        .authenticate(&req, SURFACE, &gs.intake.metrics)
-        .await
-    {
-        Ok(c) => c,
-        Err(f) => return unauthorized(&gs, f),
-    };
-    let body = match gs.body.read(&req, payload).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge { limit }) => {
-            gs.intake
-                .metrics
-                .callback(Vendor::Gosign.as_str(), SURFACE, "too_large");
-            // Not 2xx: GoSign keeps retrying, so nothing is lost while an operator raises the limit.
-            return answer(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "failed_please_retry",
-                Some(format!(
-                    "body exceeds the limit of {} MiB",
-                    limit / (1024 * 1024)
-                )),
-            );
-        }
-        Err(BodyError::Incomplete) => return retry("body was not received completely"),
-    };
-    let raw = RawPayload {
-        content_type: req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("application/json")
-            .to_string(),
-        bytes: body.bytes.clone(),
-    };
-    let envelope = path.into_inner();
-    let notification = match model::parse_json(&envelope, &body.bytes) {
-        Ok(n) => n,
-        Err(rejection) => {
-            let reason = rejection.to_string();
-            let key = dedup_key(&[SURFACE.as_bytes(), envelope.as_bytes(), &raw.bytes]);
-            return match gs
-                .intake
-                .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw, key)
-                .await
-            {
-                Ok(_) => discard(reason),
-                Err(_) => retry("the callback cannot be recorded now"),
-            };
-        }
-    };
-    let event = NewEvent {
-        vendor: Vendor::Gosign,
-        dedup_key: notification.dedup_key(),
-        transaction_id: notification.envelope_id,
-        outcome: notification.outcome,
-        occurred_at: notification.occurred_at,
-        surface: SURFACE,
-        documents: notification.documents,
-        caller,
-    };
-    match gs.intake.record(event, raw).await {
-        Ok(_) => succeeded(),
-        Err(_) => retry("the callback cannot be recorded now; please retry"),
-    }
 }
 
 /// Unknown routes and methods under the GoSign base answer in GoSign's own shape.

@@ -2,19 +2,20 @@
 //! `getEnvelopeExternalStatus` on one endpoint, described by `wsdl/WorkNotificationsService.wsdl`.
 //! The XML maps onto the same GoSign model as REST; only the transport differs.
 
+use std::sync::Arc;
+
 use actix_web::http::header;
 use actix_web::http::StatusCode;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{HttpRequest, HttpResponse};
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use yaserde::YaSerialize;
 
 use super::model::{self, Notification, Rejection, StepStatus};
 use super::workability::{combine, Workability};
-use super::GosignSoap;
-use crate::event::Caller;
-use crate::event::{dedup_key, DocumentRef, NewEvent, Vendor};
-use crate::store::RawPayload;
-use crate::vendors::body::{Body, BodyError};
+use crate::auth::AuthFailure;
+use crate::event::DocumentRef;
+use crate::vendors::receive::{Answers, Callback, Inlet, Parsed, Surface};
 use crate::vendors::soap::{self, Element, FaultCode, SoapVersion};
 
 pub const SURFACE: &str = "gosign.soap";
@@ -91,7 +92,7 @@ pub fn notification(op: &Element<'_>) -> Result<Notification, Rejection> {
         .child_text("envelopeExternalId")
         .filter(|s| !s.is_empty())
         .ok_or(Rejection::Missing("envelopeExternalId"))?;
-    model::check_envelope_id(envelope)?;
+    let envelope_id = model::check_envelope_id(envelope)?;
     let kind = op
         .child_text("notificationType")
         .ok_or(Rejection::Missing("notificationType"))?;
@@ -118,7 +119,7 @@ pub fn notification(op: &Element<'_>) -> Result<Notification, Rejection> {
         })
         .collect();
     Ok(Notification {
-        envelope_id: envelope.to_string(),
+        envelope_id,
         outcome,
         occurred_at: steps
             .iter()
@@ -154,180 +155,178 @@ fn work_notification_response(success: bool, error: Option<(&str, &str)>) -> Str
     })
 }
 
-/// `POST {soap base}`: authenticate, read, parse the envelope, dispatch on the operation.
-pub async fn endpoint(
-    req: HttpRequest,
-    payload: web::Payload,
-    gs: web::Data<GosignSoap>,
-) -> HttpResponse {
-    let Received {
-        version,
-        caller,
-        body,
-        content_type,
-    } = match receive(&req, payload, &gs, SURFACE).await {
-        Ok(r) => r,
-        Err(fault) => return fault,
-    };
-    let parsed = match soap::parse(&body.bytes) {
-        Ok(p) => p,
-        Err(e) => return client_fault(version, &e.0),
-    };
-    let version = parsed.version;
-    let op = &parsed.operation;
-    if op.ns.as_deref().is_some_and(|ns| ns != NAMESPACE) {
-        return client_fault(version, "operation element is not in the wknotif namespace");
-    }
-    match op.name.as_str() {
-        "workNotification" | "workNotificationRequest" => {
-            let raw = RawPayload {
-                content_type,
-                bytes: body.bytes.clone(),
-            };
-            work_notification(&gs, version, op, raw, caller).await
-        }
-        "getEnvelopeExternalStatusRequest" | "getEnvelopeExternalStatus" => {
-            envelope_external_status(&gs.workability, version, op).await
-        }
-        _ => client_fault(version, "unknown operation"),
-    }
+/// What the WorkNotificationsService shares.
+pub struct SoapSurface {
+    pub inlet: Inlet,
+    pub workability: Arc<Workability>,
+    /// The WSDL with its service address set to the public URL.
+    pub wsdl: String,
 }
 
-/// A SOAP request that passed authentication and was read within bounds.
-pub(super) struct Received {
-    /// As the content type declares; the parsed envelope has the final word.
+/// Which SOAP service answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Service {
+    WorkNotifications,
+    /// LegalBus's EvelopeEventService.
+    Events,
+}
+
+/// SOAP's answers, in the request's SOAP version. GoSign retries anything but
+/// `success=true`; LegalBus redelivers on a Server fault.
+pub struct SoapAnswers {
     pub version: SoapVersion,
-    pub caller: Caller,
-    pub body: Body,
-    pub content_type: String,
+    pub service: Service,
 }
 
-/// Authenticates and reads a SOAP request for `surface`, or answers the fault that ends it.
-pub(super) async fn receive(
-    req: &HttpRequest,
-    payload: web::Payload,
-    gs: &GosignSoap,
-    surface: &'static str,
-) -> Result<Received, HttpResponse> {
-    let ct = req
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    let version = soap::version_from_content_type(ct);
-    let content_type = ct.unwrap_or("text/xml").to_string();
-    let caller = gs
-        .auth
-        .authenticate(req, surface, &gs.intake.metrics)
-        .await
-        .map_err(|f| auth_fault(gs, version, f, surface))?;
-    let body = match gs.body.read(req, payload).await {
-        Ok(b) => b,
-        Err(BodyError::TooLarge { limit }) => {
-            gs.intake
-                .metrics
-                .callback(Vendor::Gosign.as_str(), surface, "too_large");
-            // Not a success: GoSign retries, so nothing is lost while the limit is raised.
-            return Err(soap::fault(
-                version,
+impl SoapAnswers {
+    /// The version as the content type declares it; the parsed envelope has the final word.
+    pub fn for_request(req: &HttpRequest, service: Service) -> SoapAnswers {
+        let ct = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        SoapAnswers {
+            version: soap::version_from_content_type(ct),
+            service,
+        }
+    }
+}
+
+impl Answers for SoapAnswers {
+    /// A Client fault with HTTP 401 and the challenge.
+    fn unauthorized(&self, f: AuthFailure, challenge: Option<String>) -> HttpResponse {
+        let mut resp = soap::fault(
+            self.version,
+            FaultCode::Client,
+            &format!("authentication failed: {}", f.detail()),
+            StatusCode::UNAUTHORIZED,
+        );
+        if let Some(v) = challenge.and_then(|c| header::HeaderValue::from_str(&c).ok()) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+        resp
+    }
+
+    fn too_large(&self, limit_bytes: usize) -> HttpResponse {
+        // Not a success: GoSign retries, so nothing is lost while the limit is raised.
+        soap::fault(
+            self.version,
+            FaultCode::Server,
+            &format!(
+                "body exceeds the limit of {} MiB",
+                limit_bytes / (1024 * 1024)
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+        )
+    }
+
+    fn incomplete(&self) -> HttpResponse {
+        client_fault(self.version, "body was not received completely")
+    }
+
+    fn recorded(&self) -> HttpResponse {
+        match self.service {
+            Service::WorkNotifications => {
+                soap::respond(self.version, &work_notification_response(true, None))
+            }
+            Service::Events => soap::respond(
+                self.version,
+                r#"<ns2:OperationDoneResponse xmlns:ns2="http://www.infocert.it/legalbus/schema/evelopeevent"/>"#,
+            ),
+        }
+    }
+
+    /// GoSign retries anything but success=true, so say so with a fault; one copy is kept.
+    fn discarded(&self, reason: &str) -> HttpResponse {
+        client_fault(self.version, reason)
+    }
+
+    fn not_recorded(&self) -> HttpResponse {
+        match self.service {
+            Service::WorkNotifications => soap::respond(
+                self.version,
+                &work_notification_response(
+                    false,
+                    Some((
+                        "STORE_UNAVAILABLE",
+                        "the notification cannot be recorded now; please retry",
+                    )),
+                ),
+            ),
+            // A Server fault: LegalBus redelivers.
+            Service::Events => soap::fault_for(
+                self.version,
                 FaultCode::Server,
-                &format!("body exceeds the limit of {} MiB", limit / (1024 * 1024)),
-                StatusCode::PAYLOAD_TOO_LARGE,
+                "the event cannot be recorded now; please retry",
+            ),
+        }
+    }
+
+    fn not_quarantined(&self) -> HttpResponse {
+        match self.service {
+            Service::WorkNotifications => soap::respond(
+                self.version,
+                &work_notification_response(
+                    false,
+                    Some(("STORE_UNAVAILABLE", "cannot be recorded now")),
+                ),
+            ),
+            Service::Events => {
+                soap::fault_for(self.version, FaultCode::Server, "cannot be recorded now")
+            }
+        }
+    }
+}
+
+/// `POST {soap base}`: `workNotification` is a callback; `getEnvelopeExternalStatus` is a
+/// question answered from the workability policy.
+impl Surface for SoapSurface {
+    type Answers = SoapAnswers;
+    const CONTENT_TYPE: &'static str = "text/xml";
+
+    fn inlet(&self) -> &Inlet {
+        &self.inlet
+    }
+
+    fn answers(&self, req: &HttpRequest) -> SoapAnswers {
+        SoapAnswers::for_request(req, Service::WorkNotifications)
+    }
+
+    async fn parse(&self, _req: &HttpRequest, body: &Bytes, answers: &mut SoapAnswers) -> Parsed {
+        let parsed = match soap::parse(body) {
+            Ok(p) => p,
+            Err(e) => return Parsed::Answer(client_fault(answers.version, &e.0)),
+        };
+        answers.version = parsed.version;
+        let op = &parsed.operation;
+        if op.ns.as_deref().is_some_and(|ns| ns != NAMESPACE) {
+            return Parsed::Answer(client_fault(
+                answers.version,
+                "operation element is not in the wknotif namespace",
             ));
         }
-        Err(BodyError::Incomplete) => {
-            return Err(client_fault(version, "body was not received completely"))
+        match op.name.as_str() {
+            "workNotification" | "workNotificationRequest" => match notification(op) {
+                Ok(n) => Parsed::Callback(Callback {
+                    dedup_key: n.dedup_key(),
+                    transaction_id: n.envelope_id,
+                    outcome: n.outcome,
+                    occurred_at: n.occurred_at,
+                    documents: n.documents,
+                    follow_up: None,
+                }),
+                Err(rejection) => Parsed::Unprocessable(rejection.to_string()),
+            },
+            "getEnvelopeExternalStatusRequest" | "getEnvelopeExternalStatus" => Parsed::Answer(
+                envelope_external_status(&self.workability, answers.version, op).await,
+            ),
+            _ => Parsed::Answer(client_fault(answers.version, "unknown operation")),
         }
-    };
-    Ok(Received {
-        version,
-        caller,
-        body,
-        content_type,
-    })
-}
-
-/// A refused caller: a Client fault with HTTP 401 and the challenge.
-pub(super) fn auth_fault(
-    gs: &GosignSoap,
-    version: SoapVersion,
-    f: crate::auth::AuthFailure,
-    surface: &'static str,
-) -> HttpResponse {
-    gs.intake
-        .metrics
-        .callback(Vendor::Gosign.as_str(), surface, "unauthorized");
-    let mut resp = soap::fault(
-        version,
-        FaultCode::Client,
-        &format!("authentication failed: {}", f.detail()),
-        StatusCode::UNAUTHORIZED,
-    );
-    if let Some(v) = gs
-        .auth
-        .challenge(f)
-        .and_then(|c| header::HeaderValue::from_str(&c).ok())
-    {
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
-    resp
 }
 
 pub(super) fn client_fault(version: SoapVersion, reason: &str) -> HttpResponse {
     soap::fault_for(version, FaultCode::Client, reason)
-}
-
-async fn work_notification(
-    gs: &GosignSoap,
-    version: SoapVersion,
-    op: &Element<'_>,
-    raw: RawPayload,
-    caller: crate::event::Caller,
-) -> HttpResponse {
-    let n = match notification(op) {
-        Ok(n) => n,
-        Err(rejection) => {
-            // GoSign retries anything but success=true, so say so with a fault; keep one copy.
-            let reason = rejection.to_string();
-            let key = dedup_key(&[SURFACE.as_bytes(), &raw.bytes]);
-            return match gs
-                .intake
-                .quarantine(Vendor::Gosign, SURFACE, reason.clone(), caller, raw, key)
-                .await
-            {
-                Ok(_) => client_fault(version, &reason),
-                Err(_) => soap::respond(
-                    version,
-                    &work_notification_response(
-                        false,
-                        Some(("STORE_UNAVAILABLE", "cannot be recorded now")),
-                    ),
-                ),
-            };
-        }
-    };
-    let event = NewEvent {
-        vendor: Vendor::Gosign,
-        dedup_key: n.dedup_key(),
-        transaction_id: n.envelope_id,
-        outcome: n.outcome,
-        occurred_at: n.occurred_at,
-        surface: SURFACE,
-        documents: n.documents,
-        caller,
-    };
-    match gs.intake.record(event, raw).await {
-        Ok(_) => soap::respond(version, &work_notification_response(true, None)),
-        Err(_) => soap::respond(
-            version,
-            &work_notification_response(
-                false,
-                Some((
-                    "STORE_UNAVAILABLE",
-                    "the notification cannot be recorded now; please retry",
-                )),
-            ),
-        ),
-    }
 }
 
 /// Most envelopes one `getEnvelopeExternalStatus` may ask about.

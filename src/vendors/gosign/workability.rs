@@ -10,11 +10,11 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::{OnError, WorkabilityConfig, WorkabilityPolicy};
-use crate::event::Vendor;
+use super::config::{OnError, WorkabilityConfig, WorkabilityPolicy};
+use crate::event::{TransactionId, Vendor};
 use crate::store::Store;
-use crate::telemetry::Metrics;
 use crate::zgw::jwt::ZgwJwt;
+use prometheus::IntCounterVec;
 
 /// What GoSign does with an envelope that is not workable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,7 +75,8 @@ type CacheKey = (String, String, Option<String>);
 pub struct Workability {
     cfg: WorkabilityConfig,
     store: Arc<dyn Store>,
-    metrics: Arc<Metrics>,
+    /// Decisions by policy and result.
+    decisions: IntCounterVec,
     http: reqwest::Client,
     zrc_jwt: Option<ZgwJwt>,
     cache: Mutex<HashMap<CacheKey, (Instant, Verdict)>>,
@@ -87,9 +88,14 @@ impl Workability {
     pub fn new(
         cfg: WorkabilityConfig,
         store: Arc<dyn Store>,
-        metrics: Arc<Metrics>,
+        metrics: &crate::telemetry::Metrics,
         zrc_jwt: Option<ZgwJwt>,
     ) -> anyhow::Result<Workability> {
+        let decisions = metrics.counter_vec(
+            "workability_decisions_total",
+            "GoSign workability decisions by policy and result (workable, not_workable, error)",
+            &["policy", "result"],
+        );
         let http = reqwest::Client::builder()
             .timeout(Duration::from_millis(cfg.timeout_ms))
             .redirect(reqwest::redirect::Policy::none())
@@ -98,7 +104,7 @@ impl Workability {
         Ok(Workability {
             cfg,
             store,
-            metrics,
+            decisions,
             http,
             zrc_jwt,
             cache: Mutex::new(HashMap::new()),
@@ -165,13 +171,16 @@ impl Workability {
         if self.cfg.policy.is_remote() {
             self.backend_ok.store(result != "error", Ordering::Relaxed);
         }
-        self.metrics
-            .workability
+        self.decisions
             .with_label_values(&[self.policy_name(), result])
             .inc();
         crate::telemetry::note(|n| {
             n.result = Some("workability");
-            n.workable = Some(verdict.workable);
+            n.verdict = Some(if verdict.workable {
+                "workable"
+            } else {
+                "not_workable"
+            });
         });
         // Only ids and the decision: user ids and reasons may name people.
         tracing::debug!(
@@ -220,9 +229,9 @@ impl Workability {
     ) -> anyhow::Result<Verdict> {
         match self.cfg.policy {
             WorkabilityPolicy::Always => Ok(Verdict::workable()),
-            WorkabilityPolicy::Registry => self.registry_verdict(envelope).map(|(v, _)| v),
+            WorkabilityPolicy::Registry => self.registry_verdict(envelope).await.map(|(v, _)| v),
             WorkabilityPolicy::ZaakOpen => {
-                let (verdict, zaak) = self.registry_verdict(envelope)?;
+                let (verdict, zaak) = self.registry_verdict(envelope).await?;
                 match zaak {
                     Some(url) if verdict.workable => self.zaak_open(&url).await,
                     _ => Ok(verdict),
@@ -233,8 +242,15 @@ impl Workability {
     }
 
     /// The registry's view, and the zaak URL when the envelope is registered and open.
-    fn registry_verdict(&self, envelope: &str) -> anyhow::Result<(Verdict, Option<String>)> {
-        let state = self.store.transaction_state(Vendor::Gosign, envelope)?;
+    async fn registry_verdict(&self, envelope: &str) -> anyhow::Result<(Verdict, Option<String>)> {
+        // An id that can never be registered is simply unknown.
+        let Ok(envelope) = TransactionId::parse(envelope) else {
+            return Ok((self.unknown(), None));
+        };
+        let state = self
+            .store
+            .transaction_state(Vendor::Gosign, &envelope)
+            .await?;
         if state.terminal.is_some() {
             return Ok((Verdict::not(REASON_FINISHED, self.cfg.action), None));
         }

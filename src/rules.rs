@@ -1,0 +1,311 @@
+//! The rules of an event's journey, decided once for every store backend: whether a callback
+//! is relayed at all (one terminal outcome per transaction), which step it waits on first, when
+//! it parks for its registration, and what follows a finished step.
+//!
+//! The store reads the facts inside its atomic write (a sled writer job, a database
+//! transaction), asks these functions, and writes what they decide; the decisions are pure.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::event::{NewEvent, NotRelayed, Outcome, RelayState, SigningEvent, Step};
+use crate::jobs::{Task, VendorTask};
+
+/// Settings the rules depend on.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Policy {
+    /// Progress events are relayed too (otherwise they are recorded only).
+    pub relay_progress: bool,
+}
+
+/// A terminal outcome, as a transaction's first one is remembered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TerminalOutcome {
+    Completed,
+    Aborted,
+}
+
+impl TerminalOutcome {
+    pub fn of(outcome: &Outcome) -> Option<TerminalOutcome> {
+        match outcome {
+            Outcome::Completed => Some(TerminalOutcome::Completed),
+            Outcome::Aborted { .. } => Some(TerminalOutcome::Aborted),
+            Outcome::Progress { .. } => None,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            TerminalOutcome::Completed => "completed",
+            TerminalOutcome::Aborted => "aborted",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TerminalOutcome> {
+        match s {
+            "completed" => Some(TerminalOutcome::Completed),
+            "aborted" => Some(TerminalOutcome::Aborted),
+            _ => None,
+        }
+    }
+}
+
+/// The first terminal outcome recorded for a transaction. It outlives its event (retention),
+/// so that a late redelivery is still recognized.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Terminal {
+    pub event_id: Uuid,
+    pub outcome: TerminalOutcome,
+}
+
+/// What the store knows, at the moment of recording, about the callback's transaction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RecordFacts {
+    pub terminal: Option<Terminal>,
+    pub registered: bool,
+}
+
+/// What to write for a new callback besides the event itself.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecordPlan {
+    pub relay: RelayState,
+    /// From now on this event is the transaction's terminal outcome.
+    pub claims_terminal: bool,
+    /// The job to queue with it (none when parked or not relayed).
+    pub job: Option<Task>,
+}
+
+/// A new callback with id `id`: relayed or not, and its first step.
+pub fn record(policy: Policy, id: Uuid, new: &NewEvent, facts: RecordFacts) -> RecordPlan {
+    let not_relayed = |why| RecordPlan {
+        relay: RelayState::NotRelayed { why },
+        claims_terminal: false,
+        job: None,
+    };
+    let terminal = TerminalOutcome::of(&new.outcome);
+    match (terminal, facts.terminal) {
+        (Some(this), Some(first)) => {
+            return not_relayed(if this == first.outcome {
+                NotRelayed::RepeatedOutcome
+            } else {
+                NotRelayed::ConflictingOutcome
+            })
+        }
+        (None, _) if !policy.relay_progress => return not_relayed(NotRelayed::Progress),
+        _ => {}
+    }
+    let claims_terminal = terminal.is_some();
+    match &new.follow_up {
+        Some(f) => RecordPlan {
+            relay: RelayState::Pending { step: Step::Vendor },
+            claims_terminal,
+            job: Some(Task::Vendor(VendorTask {
+                vendor: new.vendor,
+                event_id: Some(id),
+                name: f.name.clone(),
+                data: f.data.clone(),
+            })),
+        },
+        None => {
+            let (relay, job) = zaak_step(id, facts.registered);
+            RecordPlan {
+                relay,
+                claims_terminal,
+                job,
+            }
+        }
+    }
+}
+
+/// The steps that need the zaak (the NRC notification) wait for the transaction's
+/// registration: parked without one.
+fn zaak_step(id: Uuid, registered: bool) -> (RelayState, Option<Task>) {
+    if registered {
+        (
+            RelayState::Pending { step: Step::Notify },
+            Some(Task::Notify { event_id: id }),
+        )
+    } else {
+        (RelayState::Parked, None)
+    }
+}
+
+/// What follows a finished step of `event`: the next step's job, or the end of the journey.
+pub fn advance(
+    event: &SigningEvent,
+    finished: Step,
+    registered: bool,
+    attempts: u32,
+    at: DateTime<Utc>,
+) -> (RelayState, Option<Task>) {
+    match finished {
+        Step::Vendor => zaak_step(event.id, registered),
+        Step::Notify => (RelayState::Delivered { at, attempts }, None),
+    }
+}
+
+/// A step found no registration (withdrawn meanwhile): park, unless one arrived meanwhile.
+pub fn park(event: &SigningEvent, registered: bool) -> (RelayState, Option<Task>) {
+    zaak_step(event.id, registered)
+}
+
+/// A registration arrived for a parked event: it goes on with the first step that needs it.
+pub fn release(event: &SigningEvent) -> (RelayState, Task) {
+    let (relay, job) = zaak_step(event.id, true);
+    (relay, job.expect("a registered zaak step has a job"))
+}
+
+/// A dead letter replayed: the event is pending at the step that failed.
+pub fn replayed(task: &Task) -> RelayState {
+    RelayState::Pending { step: task.step() }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Caller, FollowUp, TransactionId, Vendor};
+
+    fn new(outcome: Outcome, follow_up: bool) -> NewEvent {
+        NewEvent {
+            vendor: Vendor::Gosign,
+            transaction_id: TransactionId::parse("T1").unwrap(),
+            outcome,
+            occurred_at: None,
+            surface: "gosign.rest",
+            dedup_key: "k".into(),
+            documents: vec![],
+            caller: Caller::default(),
+            follow_up: follow_up.then(|| FollowUp {
+                name: "verify".into(),
+                data: serde_json::json!({}),
+            }),
+        }
+    }
+
+    const NOW: Policy = Policy {
+        relay_progress: false,
+    };
+
+    fn facts(first: Option<TerminalOutcome>, registered: bool) -> RecordFacts {
+        RecordFacts {
+            terminal: first.map(|outcome| Terminal {
+                event_id: Uuid::nil(),
+                outcome,
+            }),
+            registered,
+        }
+    }
+
+    #[test]
+    fn the_first_terminal_outcome_is_relayed_and_later_ones_are_flagged() {
+        let id = Uuid::now_v7();
+        let first = record(NOW, id, &new(Outcome::Completed, false), facts(None, true));
+        assert_eq!(first.relay, RelayState::Pending { step: Step::Notify });
+        assert!(first.claims_terminal);
+        assert_eq!(first.job, Some(Task::Notify { event_id: id }));
+        let again = record(
+            NOW,
+            id,
+            &new(Outcome::Completed, false),
+            facts(Some(TerminalOutcome::Completed), true),
+        );
+        assert_eq!(
+            (again.relay, again.job),
+            (
+                RelayState::NotRelayed {
+                    why: NotRelayed::RepeatedOutcome
+                },
+                None
+            )
+        );
+        let conflict = record(
+            NOW,
+            id,
+            &new(Outcome::Aborted { reason: "x".into() }, true),
+            facts(Some(TerminalOutcome::Completed), true),
+        );
+        assert_eq!(
+            conflict.relay,
+            RelayState::NotRelayed {
+                why: NotRelayed::ConflictingOutcome
+            }
+        );
+        assert!(!conflict.claims_terminal && conflict.job.is_none());
+    }
+
+    #[test]
+    fn unregistered_outcomes_park_and_progress_is_kept_unless_configured() {
+        let id = Uuid::now_v7();
+        let parked = record(NOW, id, &new(Outcome::Completed, false), facts(None, false));
+        assert_eq!((parked.relay, parked.job), (RelayState::Parked, None));
+        let progress = Outcome::Progress { detail: "d".into() };
+        let kept = record(NOW, id, &new(progress.clone(), false), facts(None, true));
+        assert_eq!(
+            kept.relay,
+            RelayState::NotRelayed {
+                why: NotRelayed::Progress
+            }
+        );
+        let relayed = record(
+            Policy {
+                relay_progress: true,
+            },
+            id,
+            &new(progress, false),
+            facts(Some(TerminalOutcome::Completed), true),
+        );
+        assert_eq!(relayed.relay, RelayState::Pending { step: Step::Notify });
+        assert!(!relayed.claims_terminal);
+    }
+
+    #[test]
+    fn a_follow_up_runs_first_even_without_a_registration_and_then_the_zaak_step() {
+        let id = Uuid::now_v7();
+        let plan = record(NOW, id, &new(Outcome::Completed, true), facts(None, false));
+        assert_eq!(plan.relay, RelayState::Pending { step: Step::Vendor });
+        match &plan.job {
+            Some(Task::Vendor(v)) => {
+                assert_eq!((v.event_id, v.name.as_str()), (Some(id), "verify"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let event = SigningEvent {
+            id,
+            vendor: Vendor::Gosign,
+            transaction_id: TransactionId::parse("T1").unwrap(),
+            outcome: Outcome::Completed,
+            occurred_at: None,
+            received_at: Utc::now(),
+            surface: "s".into(),
+            dedup_key: "k".into(),
+            archive_id: Uuid::nil(),
+            documents: vec![],
+            caller: Caller::default(),
+            relay: plan.relay,
+        };
+        let now = Utc::now();
+        assert_eq!(
+            advance(&event, Step::Vendor, false, 1, now),
+            (RelayState::Parked, None)
+        );
+        assert_eq!(
+            advance(&event, Step::Vendor, true, 1, now),
+            (
+                RelayState::Pending { step: Step::Notify },
+                Some(Task::Notify { event_id: id })
+            )
+        );
+        assert_eq!(
+            advance(&event, Step::Notify, true, 3, now),
+            (
+                RelayState::Delivered {
+                    at: now,
+                    attempts: 3
+                },
+                None
+            )
+        );
+    }
+}

@@ -1,0 +1,313 @@
+//! GoSign's config section, `[gosign]`: the REST and SOAP surfaces and the workability policy.
+
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+
+use crate::auth::AuthConfig;
+use crate::event::Vendor;
+use crate::secret::Secret;
+use crate::vendors::{Connector, Settings, VendorSection, Wiring};
+
+#[derive(Debug, Clone, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignConfig {
+    pub rest: GosignRestConfig,
+    pub soap: GosignSoapConfig,
+    pub workability: WorkabilityConfig,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignSoapConfig {
+    pub enabled: bool,
+    /// WorkNotificationsService: workNotification and getEnvelopeExternalStatus.
+    pub base_path: String,
+    /// EvelopeEventService: LegalBus OperationDone.
+    pub events_path: String,
+    /// Must be set explicitly when enabled, `{ method = "none" }` included.
+    pub auth: Option<AuthConfig>,
+    pub body_limit_mib: usize,
+    pub large_bodies_in_flight: usize,
+}
+
+impl Default for GosignSoapConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            base_path: "/gosign/soap".into(),
+            events_path: "/gosign/soap/events".into(),
+            auth: None,
+            body_limit_mib: 64,
+            large_bodies_in_flight: 2,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkabilityPolicy {
+    /// Every envelope is workable.
+    Always,
+    /// Not workable once withdrawn by the case application or finished.
+    Registry,
+    /// As `registry`, and not workable once the zaak (from the ZRC) has an `einddatum`.
+    ZaakOpen,
+    /// Ask the case application (`forward_url`) the same question.
+    Forward,
+}
+
+impl WorkabilityPolicy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            WorkabilityPolicy::Always => "always",
+            WorkabilityPolicy::Registry => "registry",
+            WorkabilityPolicy::ZaakOpen => "zaak-open",
+            WorkabilityPolicy::Forward => "forward",
+        }
+    }
+
+    /// Does the policy call another system?
+    pub fn is_remote(self) -> bool {
+        matches!(
+            self,
+            WorkabilityPolicy::ZaakOpen | WorkabilityPolicy::Forward
+        )
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    FailOpen,
+    FailClosed,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WorkabilityConfig {
+    pub policy: WorkabilityPolicy,
+    /// Envelopes signrelay has no registration for: workable (true) or not.
+    pub unknown_envelopes_workable: bool,
+    /// What GoSign should do with a non-workable envelope: NOP or DELETE.
+    pub action: super::workability::Action,
+    /// A remote check (ZRC, case application) gets this long.
+    pub timeout_ms: u64,
+    /// The answer when a remote check fails or times out.
+    pub on_error: OnError,
+    /// Decisions of remote policies are cached this many seconds (0: off).
+    pub cache_secs: u64,
+    /// `forward`: base URL of the case application's workability service; signrelay calls
+    /// `{forward_url}/envelopes/{e}/managers/{u}[/for/{o}]/status`.
+    pub forward_url: Option<String>,
+    pub forward_bearer: Option<Secret>,
+    /// `zaak-open`: ZGW credentials for the ZRC (default: the NRC's).
+    pub zrc_client_id: Option<String>,
+    pub zrc_secret: Option<Secret>,
+}
+
+impl Default for WorkabilityConfig {
+    fn default() -> Self {
+        Self {
+            policy: WorkabilityPolicy::Always,
+            unknown_envelopes_workable: true,
+            action: super::workability::Action::Nop,
+            timeout_ms: 2000,
+            on_error: OnError::FailOpen,
+            cache_secs: 5,
+            forward_url: None,
+            forward_bearer: None,
+            zrc_client_id: None,
+            zrc_secret: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GosignRestConfig {
+    pub enabled: bool,
+    pub base_path: String,
+    /// Must be set explicitly, `{ method = "none" }` included.
+    pub auth: Option<AuthConfig>,
+    /// Largest notify body (documents arrive inline, base64).
+    pub body_limit_mib: usize,
+    /// Bodies above 1 MiB being read at once; more wait, so memory stays bounded.
+    pub large_bodies_in_flight: usize,
+}
+
+impl Default for GosignRestConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            base_path: "/gosign/rest".into(),
+            auth: None,
+            body_limit_mib: 64,
+            large_bodies_in_flight: 2,
+        }
+    }
+}
+
+impl VendorSection for GosignConfig {
+    fn vendor(&self) -> Vendor {
+        Vendor::Gosign
+    }
+
+    fn validate(&self, settings: &Settings) -> Vec<String> {
+        let mut errs: Vec<String> = Vec::new();
+        if self.rest.enabled {
+            if !self.rest.base_path.starts_with('/') || self.rest.base_path.ends_with('/') {
+                errs.push("gosign.rest.base_path must start and not end with '/'".into());
+            }
+            match &self.rest.auth {
+                None => errs.push(
+                    "gosign.rest.auth is not set: choose basic, api-key, or (explicitly) none"
+                        .into(),
+                ),
+                Some(a) => {
+                    if let Err(e) = a.validate("gosign.rest.auth") {
+                        errs.push(e);
+                    }
+                }
+            }
+            if self.rest.body_limit_mib == 0 || self.rest.large_bodies_in_flight == 0 {
+                errs.push(
+                    "gosign.rest.body_limit_mib and large_bodies_in_flight must be > 0".into(),
+                );
+            }
+        }
+        let soap = &self.soap;
+        if soap.enabled {
+            for (name, p) in [
+                ("base_path", &soap.base_path),
+                ("events_path", &soap.events_path),
+            ] {
+                if !p.starts_with('/') || p.ends_with('/') {
+                    errs.push(format!(
+                        "gosign.soap.{name} must start and not end with '/'"
+                    ));
+                }
+            }
+            match &soap.auth {
+                None => errs.push(
+                    "gosign.soap.auth is not set: choose basic, api-key, or (explicitly) none"
+                        .into(),
+                ),
+                Some(a) => {
+                    if let Err(e) = a.validate("gosign.soap.auth") {
+                        errs.push(e);
+                    }
+                }
+            }
+            if soap.body_limit_mib == 0 || soap.large_bodies_in_flight == 0 {
+                errs.push(
+                    "gosign.soap.body_limit_mib and large_bodies_in_flight must be > 0".into(),
+                );
+            }
+        }
+        let w = &self.workability;
+        match w.policy {
+            WorkabilityPolicy::Forward => match w.forward_url.as_deref().map(url::Url::parse) {
+                Some(Ok(u)) if u.scheme() == "http" || u.scheme() == "https" => {}
+                _ => errs.push(
+                    "gosign.workability.forward_url must be an http(s) URL for policy forward"
+                        .into(),
+                ),
+            },
+            WorkabilityPolicy::ZaakOpen => {
+                let secret = w.zrc_secret.as_ref().unwrap_or(&settings.zgw.secret);
+                if let Err(e) = secret.resolve() {
+                    errs.push(format!("gosign.workability.zrc_secret: {e}"));
+                }
+            }
+            _ => {}
+        }
+        if let Some(b) = &w.forward_bearer {
+            if let Err(e) = b.resolve() {
+                errs.push(format!("gosign.workability.forward_bearer: {e}"));
+            }
+        }
+        if w.timeout_ms == 0 {
+            errs.push("gosign.workability.timeout_ms must be > 0".into());
+        }
+        errs
+    }
+
+    fn redacted(&self) -> serde_json::Value {
+        let mut v = serde_json::to_value(self).expect("config serializes");
+        if let Some(a) = &self.rest.auth {
+            v["rest"]["auth"] = a.redacted();
+        }
+        if let Some(a) = &self.soap.auth {
+            v["soap"]["auth"] = a.redacted();
+        }
+        if let Some(s) = &self.workability.forward_bearer {
+            v["workability"]["forward_bearer"] = s.redacted();
+        }
+        if let Some(s) = &self.workability.zrc_secret {
+            v["workability"]["zrc_secret"] = s.redacted();
+        }
+        v
+    }
+
+    fn auth_surfaces(&self) -> Vec<(&'static str, &AuthConfig)> {
+        let mut all = Vec::new();
+        if let (true, Some(a)) = (self.rest.enabled, &self.rest.auth) {
+            all.push((super::rest::SURFACE, a));
+        }
+        if let (true, Some(a)) = (self.soap.enabled, &self.soap.auth) {
+            all.push((super::soap::SURFACE, a));
+        }
+        all
+    }
+
+    fn build(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<Option<Arc<dyn Connector>>> {
+        super::Gosign::build(self, wiring)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::zgw::jwt::ZgwIdentity;
+
+    fn settings() -> Settings {
+        Settings {
+            public_url: "http://localhost:8080".into(),
+            client_timeout: std::time::Duration::from_secs(30),
+            zgw: ZgwIdentity {
+                client_id: "signrelay".into(),
+                secret: Secret::Inline("x".into()),
+                user_id: "signrelay".into(),
+                user_representation: "signrelay".into(),
+                max_age: std::time::Duration::from_secs(300),
+            },
+        }
+    }
+
+    #[test]
+    fn missing_gosign_auth_is_an_error() {
+        let errs = GosignConfig::default().validate(&settings());
+        assert!(
+            errs.iter()
+                .any(|e| e.contains("gosign.rest.auth is not set")),
+            "{errs:?}"
+        );
+    }
+
+    #[test]
+    fn gosign_secrets_are_redacted() {
+        let toml = r#"
+            [rest.auth]
+            method = "basic"
+            username = "gosign"
+            password = "inline-password-value"
+            [workability]
+            zrc_secret = { env = "SOME_ZRC_SECRET" }
+        "#;
+        let cfg: GosignConfig = toml::from_str(toml).unwrap();
+        let shown = cfg.redacted().to_string();
+        assert!(!shown.contains("inline-password-value"), "{shown}");
+        assert!(shown.contains("SOME_ZRC_SECRET"));
+    }
+}
