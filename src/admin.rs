@@ -12,9 +12,9 @@ use uuid::Uuid;
 
 use crate::auth::SurfaceAuth;
 use crate::event::{RelayStateKind, SigningEvent, TransactionId, Vendor};
-use crate::jobs::worker::Wakers;
 use crate::problem::{ApiError, ApiResult, Problem};
 use crate::registry::{Registration, TriggerMessage};
+use crate::relay::worker::Wakers;
 use crate::store::{EventQuery, Store, StoreError};
 use crate::telemetry::Metrics;
 use crate::vendors::Connectors;

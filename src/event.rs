@@ -1,5 +1,6 @@
 //! The one event model every vendor surface normalizes into.
 
+use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -369,6 +370,13 @@ pub struct NewEvent {
     pub caller: Caller,
     /// Run before the outcome is relayed, when the callback is to be relayed at all.
     pub follow_up: Option<FollowUp>,
+}
+
+/// A raw callback body as received, kept for audit, document download and replay.
+#[derive(Debug, Clone)]
+pub struct RawPayload {
+    pub content_type: String,
+    pub bytes: Bytes,
 }
 
 /// A stable delivery-dedup key: the hex SHA-256 of the parts, length-prefixed so that parts

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use crate::event::NewEvent;
 use crate::health::Health;
-use crate::jobs::worker::Wakers;
+use crate::relay::worker::Wakers;
 use crate::store::{NewQuarantine, QuarantineEntry, RawPayload, Recorded, Store, StoreError};
 use crate::telemetry::Metrics;
 

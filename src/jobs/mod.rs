@@ -1,6 +1,6 @@
 //! The durable job queue: every call signrelay makes towards a remote party (the NRC, a
 //! vendor's API) is a job, recorded in the same atomic write as the callback or registration
-//! that needs it, and run by one worker (`worker.rs`) that owns timeouts, retries with backoff,
+//! that needs it, and run by one worker (`crate::relay::worker`) that owns timeouts, retries with backoff,
 //! pacing per remote party, dead letters with the party's answer, and replay.
 //!
 //! A job is prepared, called and handled in three stages (as svix-server's queue does): the
@@ -9,7 +9,6 @@
 //! atomically, with the event's next step decided by `crate::rules`.
 
 pub mod backoff;
-pub mod worker;
 
 use std::time::Duration;
 
@@ -18,8 +17,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{NewEvent, Step, TransactionId, Vendor};
-use crate::store::RawPayload;
+use crate::event::{NewEvent, RawPayload, Step, TransactionId, Vendor};
 
 /// A remote party that jobs call. Each has its own lane in the queue: its own concurrency,
 /// pacing and backoff, so that one slow party never holds up another's work.

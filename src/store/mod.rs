@@ -10,11 +10,11 @@ mod sled_store;
 pub mod writer;
 
 use async_trait::async_trait;
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+pub use crate::event::RawPayload;
 use crate::event::{Caller, NewEvent, RelayStateKind, SigningEvent, TransactionId, Vendor};
 use crate::jobs::{DeadLetter, Job, JobResult, Party};
 use crate::registry::Registration;
@@ -55,13 +55,6 @@ impl From<std::io::Error> for StoreError {
     fn from(e: std::io::Error) -> Self {
         StoreError::Io(std::sync::Arc::new(e))
     }
-}
-
-/// A raw callback body as received, kept for audit, document download and replay.
-#[derive(Debug, Clone)]
-pub struct RawPayload {
-    pub content_type: String,
-    pub bytes: Bytes,
 }
 
 /// What `record` did with a callback.

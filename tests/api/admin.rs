@@ -474,10 +474,6 @@ async fn cli(args: &[&str], config: &Path) -> Output {
         .expect("the CLI runs")
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[tokio::test]
 async fn cli_lists_and_replays_dead_letters_of_a_stopped_instance() {
     let app = spawn_app().await;

@@ -5,12 +5,10 @@ use crate::helpers::*;
 
 use std::time::Duration;
 
-use base64::Engine;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
 use signrelay::config::Secret;
-use signrelay::testkit::nrc::Received;
 
 const WAIT: Duration = Duration::from_secs(5);
 const VOLTOOID: &str = "OndertekenenVoltooid";
@@ -215,25 +213,6 @@ const SEED_EXTENDED: &str = r#"{
 // ---------------------------------------------------------------------------------------------
 // Helpers
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// `len` bytes that look like a PDF: a PDF header and trailer around pseudo-random binary.
-fn pdf_bytes(len: usize) -> Vec<u8> {
-    let head = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n";
-    let tail = b"\n%%EOF\n";
-    assert!(len >= head.len() + tail.len());
-    let mut v = head.to_vec();
-    let mut x: u32 = 0x1234_5678;
-    while v.len() < len - tail.len() {
-        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        v.push((x >> 24) as u8);
-    }
-    v.extend_from_slice(tail);
-    v
-}
-
 /// A SIGN_PROCESS_ENDED WorkNotification carrying the given documents inline.
 fn completed_with_documents(envelope: &str, docs: &[(&str, &str, &[u8])]) -> String {
     let mut v = work(envelope, "SIGN_PROCESS_ENDED");
@@ -257,16 +236,6 @@ fn discard(message: &str) -> Value {
     json!({"outcome": "failed_please_discard", "message": message})
 }
 
-/// Registers `tx` with a zaak of its own; returns the zaak url.
-async fn register(app: &TestApp, tx: &str) -> String {
-    let zaak = format!("zaak-{tx}");
-    let r = app.register(tx, &zaak).await;
-    let status = r.status().as_u16();
-    let text = r.text().await.unwrap();
-    assert_eq!(status, 201, "{text}");
-    zaak_url(&zaak)
-}
-
 /// Posts a notification and asserts the exact answer `200 {"outcome":"succeeded"}`.
 async fn notify_ok(app: &TestApp, envelope: &str, body: impl Into<reqwest::Body>) {
     let answer = app.notify(envelope, body).await;
@@ -275,50 +244,6 @@ async fn notify_ok(app: &TestApp, envelope: &str, body: impl Into<reqwest::Body>
         (200, json!({"outcome": "succeeded"})),
         "envelope {envelope}"
     );
-}
-
-/// Waits until `tx` has exactly one event and it is delivered; returns it.
-async fn delivered_event(app: &TestApp, tx: &str) -> Value {
-    let ev = app
-        .wait_events(tx, WAIT, |ev| {
-            ev.iter().any(|e| e["relay"]["state"] == "delivered")
-        })
-        .await;
-    assert_eq!(ev.len(), 1, "{ev:#?}");
-    ev[0].clone()
-}
-
-fn received_for(app: &TestApp, tx: &str) -> Vec<Received> {
-    app.nrc
-        .received()
-        .into_iter()
-        .filter(|r| r.body["kenmerken"]["transaction_id"] == tx)
-        .collect()
-}
-
-/// Asserts that the NRC received exactly one notification for `tx`, about its zaak, with this
-/// actie and exactly these kenmerken.
-fn assert_notified(app: &TestApp, tx: &str, zaak: &str, actie: &str, reden: Option<&str>) {
-    let got = received_for(app, tx);
-    assert_eq!(got.len(), 1, "notifications for {tx}: {got:#?}");
-    let b = &got[0].body;
-    assert_eq!(b["kanaal"], "documentacties", "{b}");
-    assert_eq!(b["actie"], actie, "{b}");
-    assert_eq!(b["resource"], "zaak", "{b}");
-    assert_eq!(b["resourceUrl"], zaak, "{b}");
-    assert_eq!(b["hoofdObject"], zaak, "{b}");
-    let mut kenmerken = json!({"transaction_id": tx});
-    if let Some(r) = reden {
-        kenmerken["reden"] = json!(r);
-    }
-    assert_eq!(b["kenmerken"], kenmerken, "{b}");
-    assert_eq!(got[0].claims.client_id, NRC_CLIENT);
-}
-
-async fn quarantine(app: &TestApp) -> Vec<Value> {
-    let (s, v) = app.admin_get("/api/v1/quarantine").await;
-    assert_eq!(s, 200, "{v}");
-    v["quarantine"].as_array().cloned().unwrap()
 }
 
 /// The raw payload kept for an event or a quarantine entry.
@@ -398,10 +323,6 @@ async fn raw_post(app: &TestApp, target: &str, body: &str) -> (u16, Value) {
     (status, serde_json::from_str(json).unwrap_or(Value::Null))
 }
 
-fn basic(user: &str, pass: &str) -> String {
-    format!("Basic {}", b64(format!("{user}:{pass}").as_bytes()))
-}
-
 /// Decodes `%XX` escapes (the test's own, to know what id the server should see).
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
@@ -426,7 +347,7 @@ fn percent_decode(s: &str) -> String {
 #[tokio::test]
 async fn seed_work_notification_example_is_relayed_once_as_voltooid() {
     let app = spawn_app().await;
-    let zaak = register(&app, "string").await;
+    let zaak = register_tx(&app, "gosign", "string").await;
 
     notify_ok(&app, "string", SEED_WORK).await;
 
@@ -456,7 +377,7 @@ async fn sign_and_va_process_ended_each_relay_one_voltooid() {
         ("ENV-SIGN", "SIGN_PROCESS_ENDED"),
         ("ENV-VA", "VA_PROCESS_ENDED"),
     ] {
-        let zaak = register(&app, tx).await;
+        let zaak = register_tx(&app, "gosign", tx).await;
         notify_ok(&app, tx, work(tx, kind).to_string()).await;
         let e = delivered_event(&app, tx).await;
         assert_eq!(e["outcome"], json!({"kind": "completed"}), "{kind}");
@@ -471,7 +392,7 @@ async fn sign_and_va_process_ended_each_relay_one_voltooid() {
 async fn step_closed_is_recorded_as_progress_and_never_relayed() {
     let app = spawn_app().await;
     let tx = "ENV-STEP";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let mut body = work(tx, "STEP_CLOSED");
     body["liveStatus"].as_array_mut().unwrap().push(json!({
         "mgrExternalId": "lverdi", "mgrName": "Luigi", "mgrSurname": "Verdi", "status": "PGS",
@@ -518,7 +439,7 @@ async fn envelope_rejected_relays_afgebroken_with_the_signers_note() {
         ("ENV-REJ-NONE", None, "geweigerd door ondertekenaar"),
     ];
     for (tx, note, reden) in cases {
-        let zaak = register(&app, tx).await;
+        let zaak = register_tx(&app, "gosign", tx).await;
         let mut body = work(tx, "ENVELOPE_REJECTED");
         if let Some(n) = note {
             body["note"] = json!(n);
@@ -535,7 +456,7 @@ async fn envelope_rejected_relays_afgebroken_with_the_signers_note() {
 async fn process_cancelled_relays_afgebroken_ingetrokken() {
     let app = spawn_app().await;
     let tx = "ENV-CANCEL";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let mut body = work(tx, "PROCESS_CANCELLED");
     // A note on a cancellation does not change the reason.
     body["note"] = json!("door het secretariaat");
@@ -558,7 +479,7 @@ async fn process_cancelled_relays_afgebroken_ingetrokken() {
 async fn seed_extended_example_is_relayed_once_as_voltooid() {
     let app = spawn_app().await;
     let tx = "ENV-EXT-SEED";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
 
     notify_ok(&app, tx, seed_extended(tx)).await;
 
@@ -594,7 +515,7 @@ async fn extended_closing_statuses_map_to_their_acties() {
     ];
     let mut zaken = Vec::new();
     for (tx, status, previous, _, _) in cases {
-        zaken.push(register(&app, tx).await);
+        zaken.push(register_tx(&app, "gosign", tx).await);
         let mut body = extended(tx, status, previous);
         body["note"] = json!("Niet akkoord");
         notify_ok(&app, tx, body.to_string()).await;
@@ -617,7 +538,7 @@ async fn extended_closing_statuses_map_to_their_acties() {
 async fn extended_sto_without_a_closing_previous_status_is_discarded() {
     let app = spawn_app().await;
     let tx = "X-STO";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let message = "unknown status, or STO without a closing previousStatus";
     let bodies = [
         extended(tx, "STO", None).to_string(),
@@ -652,7 +573,7 @@ async fn extended_sto_without_a_closing_previous_status_is_discarded() {
 async fn extended_non_closing_status_is_progress_and_not_relayed() {
     let app = spawn_app().await;
     let tx = "X-PGS";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
 
     notify_ok(&app, tx, extended(tx, "PGS", Some("DRF")).to_string()).await;
 
@@ -683,7 +604,7 @@ async fn extended_non_closing_status_is_progress_and_not_relayed() {
 async fn duplicate_deliveries_succeed_and_are_recorded_and_relayed_once() {
     let app = spawn_app().await;
     let tx = "ENV-DUP";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let body = work(tx, "SIGN_PROCESS_ENDED").to_string();
 
     // GoSign retrying while the first delivery is still in flight...
@@ -709,7 +630,7 @@ async fn duplicate_deliveries_succeed_and_are_recorded_and_relayed_once() {
 async fn unprocessable_payloads_are_discarded_quarantined_and_never_relayed() {
     let app = spawn_app().await;
     let tx = "ENV-BAD";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let mismatch = "envelope id in the body differs from the one in the path";
     let mut no_steps = work(tx, "SIGN_PROCESS_ENDED");
     no_steps.as_object_mut().unwrap().remove("liveStatus");
@@ -812,7 +733,7 @@ async fn unprocessable_payloads_are_discarded_quarantined_and_never_relayed() {
 async fn unwritable_store_answers_retry_until_it_is_writable_again() {
     let app = spawn_app().await;
     let tx = "ENV-DISK";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let payloads = app.store_path.join("payloads");
     assert!(payloads.is_dir(), "store layout changed: {payloads:?}");
     std::fs::remove_dir_all(&payloads).unwrap();
@@ -866,7 +787,7 @@ async fn unwritable_store_answers_retry_until_it_is_writable_again() {
 async fn inline_documents_are_listed_and_downloadable_intact() {
     let app = spawn_app().await;
     let tx = "ENV-DOCS";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let pdf = pdf_bytes(10_001);
     let xml = b"<?xml version=\"1.0\"?><bewijs>ondertekend</bewijs>\n".to_vec();
     let body = completed_with_documents(
@@ -912,7 +833,7 @@ async fn document_near_the_body_limit_is_kept_and_one_over_it_gets_413() {
 
     // ~1.9 MiB of JSON: a 1.42 MiB document, base64-encoded.
     let tx = "ENV-BIG";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let pdf = pdf_bytes(MIB * 19 / 10 * 3 / 4 - 1024);
     let body = completed_with_documents(tx, &[("BIG-1", "application/pdf", pdf.as_slice())]);
     assert!(
@@ -935,7 +856,7 @@ async fn document_near_the_body_limit_is_kept_and_one_over_it_gets_413() {
 
     // 2.5 MiB: refused with a non-2xx status so that GoSign keeps the notification and retries.
     let tx = "ENV-HUGE";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let pdf = pdf_bytes(MIB * 5 / 2 * 3 / 4);
     let body = completed_with_documents(tx, &[("HUGE-1", "application/pdf", pdf.as_slice())]);
     assert!(body.len() > MIB * 5 / 2, "{}", body.len());
@@ -996,7 +917,7 @@ async fn basic_auth_guards_status_and_notify() {
     })
     .await;
     let tx = "ENV-BASIC";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let wrong_pass = basic("gosign", "s3cret-Pa55wor");
     let wrong_user = basic("GoSign", "s3cret-Pa55word");
     let longer = basic("gosign", "s3cret-Pa55word ");
@@ -1064,7 +985,7 @@ async fn api_key_auth_guards_status_and_notify() {
     })
     .await;
     let tx = "ENV-KEY";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let longer = format!("{key}0");
     let basic_key = basic("gosign", key);
     let cases = vec![
@@ -1121,7 +1042,7 @@ async fn status_answers_online() {
 async fn percent_encoded_envelope_id_is_decoded_before_matching() {
     let app = spawn_app().await;
     let tx = "2opbDxqSB8BX3137ulqdw2q9_Mw=";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
 
     notify_ok(
         &app,

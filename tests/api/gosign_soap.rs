@@ -12,12 +12,10 @@ use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
-use base64::Engine;
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
 use signrelay::config::Secret;
-use signrelay::testkit::nrc::Received;
 use signrelay::vendors::gosign::config::{OnError, WorkabilityPolicy};
 use signrelay::vendors::gosign::workability::Action;
 use signrelay::zgw::jwt::ZgwClaims;
@@ -359,24 +357,6 @@ fn statuses_answer(v: V, xml: &str) -> Value {
 // ---------------------------------------------------------------------------------------------
 // Building requests
 
-fn b64(bytes: &[u8]) -> String {
-    base64::engine::general_purpose::STANDARD.encode(bytes)
-}
-
-/// `len` bytes that look like a PDF and use every byte value (deterministic).
-fn pdf_bytes(len: usize) -> Vec<u8> {
-    let head = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n";
-    let tail = b"\n%%EOF\n";
-    let mut v = head.to_vec();
-    let mut x: u32 = 0x9E37_79B9;
-    while v.len() < len - tail.len() {
-        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-        v.push((x >> 24) as u8);
-    }
-    v.extend_from_slice(tail);
-    v
-}
-
 const ACTIONS_RESUME: &str = "<actions>1</actions><signActions>1</signActions><approveActions>0</approveActions><viewActions>0</viewActions><viewedActions>0</viewedActions><approvedActions>0</approvedActions><initialsActions>0</initialsActions><initialedActions>0</initialedActions><signedActions>1</signedActions><confirmedActions>1</confirmedActions><graphometricActions>0</graphometricActions><filledGraphometricActions>0</filledGraphometricActions>";
 
 /// The children of a workNotification (every field of 7.1): a finished first step and an
@@ -492,14 +472,6 @@ async fn rest_status(app: &TestApp) -> Value {
     r.json().await.unwrap()
 }
 
-/// Registers `tx` with a zaak of its own (at the fictitious ZRC); returns the zaak url.
-async fn register(app: &TestApp, tx: &str) -> String {
-    let zaak = format!("zaak-{tx}");
-    let r = app.register(tx, &zaak).await;
-    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
-    zaak_url(&zaak)
-}
-
 /// Registers `tx` with exactly this zaak URL.
 async fn register_at(app: &TestApp, tx: &str, zaak: &str) {
     let mut t = trigger("unused");
@@ -526,37 +498,6 @@ async fn withdraw(app: &TestApp, tx: &str) {
     assert_eq!(r.status().as_u16(), 204);
 }
 
-fn received_for(app: &TestApp, tx: &str) -> Vec<Received> {
-    app.nrc
-        .received()
-        .into_iter()
-        .filter(|r| r.body["kenmerken"]["transaction_id"] == tx)
-        .collect()
-}
-
-/// Asserts that the NRC received exactly one notification for `tx`, about its zaak, with this
-/// actie and exactly these kenmerken.
-fn assert_notified(app: &TestApp, tx: &str, zaak: &str, actie: &str, reden: Option<&str>) {
-    let got = received_for(app, tx);
-    assert_eq!(got.len(), 1, "notifications for {tx}: {got:#?}");
-    let b = &got[0].body;
-    assert_eq!(b["kanaal"], "documentacties", "{b}");
-    assert_eq!(b["actie"], actie, "{b}");
-    assert_eq!(b["resourceUrl"], zaak, "{b}");
-    assert_eq!(b["hoofdObject"], zaak, "{b}");
-    let mut kenmerken = json!({"transaction_id": tx});
-    if let Some(r) = reden {
-        kenmerken["reden"] = json!(r);
-    }
-    assert_eq!(b["kenmerken"], kenmerken, "{b}");
-}
-
-async fn quarantine(app: &TestApp) -> Vec<Value> {
-    let (s, v) = app.admin_get("/api/v1/quarantine").await;
-    assert_eq!(s, 200, "{v}");
-    v["quarantine"].as_array().cloned().unwrap()
-}
-
 async fn admin_bytes(app: &TestApp, path: &str) -> (u16, HeaderMap, Vec<u8>) {
     let r = app
         .client
@@ -568,17 +509,6 @@ async fn admin_bytes(app: &TestApp, path: &str) -> (u16, HeaderMap, Vec<u8>) {
     let status = r.status().as_u16();
     let h = r.headers().clone();
     (status, h, r.bytes().await.unwrap().to_vec())
-}
-
-/// Waits until `tx` has exactly one event, delivered; returns it.
-async fn delivered_event(app: &TestApp, tx: &str) -> Value {
-    let ev = app
-        .wait_events(tx, WAIT, |ev| {
-            ev.iter().any(|e| e["relay"]["state"] == "delivered")
-        })
-        .await;
-    assert_eq!(ev.len(), 1, "{ev:#?}");
-    ev[0].clone()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,7 +602,7 @@ async fn every_notification_type_over_soap_1_1_and_1_2_is_recorded_and_relayed_o
     for (i, (kind, relay)) in kinds.iter().enumerate() {
         for style in [styles11[i % 2], styles12[i % 2]] {
             let tx = format!("ENV-{kind}-{:?}", style.version());
-            let zaak = register(&app, &tx).await;
+            let zaak = register_tx(&app, "gosign", &tx).await;
             // The note rides along on every type; only a rejection relays it.
             let body = work_soap(style, &tx, kind, Some(note));
             work_ok(&app, style, body.clone()).await;
@@ -735,7 +665,7 @@ async fn every_notification_type_over_soap_1_1_and_1_2_is_recorded_and_relayed_o
 async fn an_outcome_reported_over_soap_and_rest_is_relayed_once() {
     let app = soap_app(|_| {}).await;
     let tx = "ENV-BOTH";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
 
     work_ok(
         &app,
@@ -799,7 +729,7 @@ async fn notification_for_an_unregistered_envelope_is_parked_until_registration(
     assert_eq!(ev[0]["relay"], json!({"state": "parked"}));
     assert!(app.nrc.received().is_empty());
 
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     delivered_event(&app, tx).await;
     assert_notified(&app, tx, &zaak, VOLTOOID, None);
 }
@@ -809,7 +739,7 @@ async fn large_base64_document_is_kept_intact_and_one_over_the_limit_is_refused(
     const MIB: usize = 1024 * 1024;
     let app = soap_app(|c| c.vendors.gosign.soap.body_limit_mib = 6).await;
     let tx = "ENV-BIG";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let pdf = pdf_bytes(4 * MIB + 3);
     let small = b"<?xml version=\"1.0\"?><bewijs>ondertekend</bewijs>\n".repeat(20);
     // Java toolkits may wrap base64 (MIME style, 76 columns, CRLF).
@@ -860,7 +790,7 @@ async fn large_base64_document_is_kept_intact_and_one_over_the_limit_is_refused(
 
     // Over the limit: a Server fault (GoSign retries), nothing recorded.
     let tx = "ENV-HUGE";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let pdf = pdf_bytes(5 * MIB);
     let children = work_children(
         tx,
@@ -891,7 +821,7 @@ async fn large_base64_document_is_kept_intact_and_one_over_the_limit_is_refused(
 async fn success_is_true_only_once_the_notification_is_durable() {
     let app = soap_app(|_| {}).await;
     let tx = "ENV-DISK";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let payloads = app.store_path.join("payloads");
     assert!(payloads.is_dir(), "store layout changed: {payloads:?}");
     std::fs::remove_dir_all(&payloads).unwrap();
@@ -960,7 +890,7 @@ fn replace_bytes(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
 async fn broken_and_hostile_messages_get_a_client_fault_and_nothing_is_recorded() {
     let app = soap_app(|_| {}).await;
     let tx = "ENV-HOSTILE";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let good = work_soap(Style::JaxWs11, tx, "SIGN_PROCESS_ENDED", None);
     // The classic billion laughs: 10^9 "lol"s from a few hundred bytes.
     let entities: String = (1..10)
@@ -1089,7 +1019,7 @@ async fn broken_and_hostile_messages_get_a_client_fault_and_nothing_is_recorded(
 async fn unknown_notification_type_is_a_client_fault_quarantined_once() {
     let app = soap_app(|_| {}).await;
     let tx = "ENV-NEWTYPE";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let body = work_soap(Style::JaxWs11, tx, "ENVELOPE_EXPLODED", None);
     for _ in 0..2 {
         let (status, _, text) = post(&app, SOAP, CT11, body.clone(), &[]).await;
@@ -1184,7 +1114,7 @@ async fn basic_auth_guards_both_soap_endpoints() {
     .await;
 
     let tx = "ENV-AUTH";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let auth = [("Authorization", good.as_str())];
     let body = work_soap(Style::JaxWs11, tx, "SIGN_PROCESS_ENDED", None);
     let (status, _, text) = post(&app, SOAP, CT11, body, &auth).await;
@@ -1234,7 +1164,7 @@ async fn api_key_auth_guards_both_soap_endpoints() {
     .await;
 
     let tx = "ENV-AUTH";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let auth = [("x-gosign-key", key)];
     let body = work_soap(Style::Prefixed12, tx, "SIGN_PROCESS_ENDED", None);
     let (status, _, text) = post(&app, SOAP, CT12, body, &auth).await;
@@ -1261,7 +1191,7 @@ async fn failed_insert_envelope_relays_afgebroken_and_ok_is_progress() {
     );
 
     let tx = "ENV-EXISTS";
-    let zaak = register(&app, tx).await;
+    let zaak = register_tx(&app, "gosign", tx).await;
     let body = operation_done(
         "bd5b0b2e",
         "insertEnvelope",
@@ -1282,7 +1212,7 @@ async fn failed_insert_envelope_relays_afgebroken_and_ok_is_progress() {
 
     // OK: the envelope exists; progress, nothing relayed. Over SOAP 1.2 this time.
     let tx = "ENV-INSERTED";
-    register(&app, tx).await;
+    register_tx(&app, "gosign", tx).await;
     let body = message(
         Style::Default12,
         EVENTS_NS,
@@ -1358,7 +1288,7 @@ async fn registry_policy_follows_registration_withdrawal_and_outcome() {
     let workable = json!({"workable": true, "action": "NOP"});
     let (a, b, c) = ("ENV-REG-A", "ENV-REG-B", "ENV-REG-C");
     for tx in [a, b, c] {
-        register(&app, tx).await;
+        register_tx(&app, "gosign", tx).await;
     }
     assert_eq!(rest_verdict(&app, a, "mrossi", None).await, workable);
     assert_eq!(
@@ -1431,7 +1361,7 @@ async fn registry_policy_with_unknown_envelopes_not_workable_and_delete() {
     })
     .await;
     let unknown = "envelop onbekend bij de zaakbehandeling";
-    register(&app, "ENV-KNOWN").await;
+    register_tx(&app, "gosign", "ENV-KNOWN").await;
     assert_eq!(
         rest_verdict(&app, "ENV-X", "DOUGLAS", None).await,
         json!({"workable": false, "reason": unknown, "action": "DELETE"})
@@ -1896,7 +1826,7 @@ async fn zeep_loads_the_wsdls_and_calls_every_operation() {
     let zaken: Vec<(&str, String)> = {
         let mut z = Vec::new();
         for tx in ["ZEEP-11", "ZEEP-12", "ZEEP-LB-11", "ZEEP-LB-12", "ZEEP-A"] {
-            z.push((tx, register(&app, tx).await));
+            z.push((tx, register_tx(&app, "gosign", tx).await));
         }
         z
     };

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use signrelay::app::Application;
 use signrelay::auth::AuthConfig;
 use signrelay::config::{Config, Secret};
-use signrelay::testkit::nrc::NrcStandIn;
+use signrelay::testkit::nrc::{NrcStandIn, Received};
 
 pub const NRC_CLIENT: &str = "signrelay-test";
 pub const NRC_SECRET: &str = "nrc-test-secret";
@@ -105,8 +105,13 @@ impl TestApp {
     }
 
     pub async fn register(&self, tx: &str, zaak: &str) -> reqwest::Response {
+        self.register_at("gosign", tx, zaak).await
+    }
+
+    /// Registers a transaction of `vendor` with the trigger message of `zaak`.
+    pub async fn register_at(&self, vendor: &str, tx: &str, zaak: &str) -> reqwest::Response {
         self.client
-            .put(self.url(&format!("/api/v1/transactions/gosign/{tx}")))
+            .put(self.url(&format!("/api/v1/transactions/{vendor}/{tx}")))
             .header("X-Api-Key", ADMIN_KEY)
             .json(&trigger(zaak))
             .send()
@@ -354,4 +359,91 @@ pub fn spawn_serve(config: &Path, log: &Path) -> std::process::Child {
         }
     }
     cmd.spawn().expect("spawn signrelay")
+}
+
+/// Registers `tx` of `vendor` with a zaak of its own; returns the zaak url.
+pub async fn register_tx(app: &TestApp, vendor: &str, tx: &str) -> String {
+    let zaak = format!("zaak-{tx}");
+    let r = app.register_at(vendor, tx, &zaak).await;
+    let status = r.status().as_u16();
+    let text = r.text().await.unwrap();
+    assert_eq!(status, 201, "{text}");
+    zaak_url(&zaak)
+}
+
+/// What the NRC stand-in received for transaction `tx`.
+pub fn received_for(app: &TestApp, tx: &str) -> Vec<Received> {
+    app.nrc
+        .received()
+        .into_iter()
+        .filter(|r| r.body["kenmerken"]["transaction_id"] == tx)
+        .collect()
+}
+
+/// Asserts that the NRC received exactly one notification for `tx`, about its zaak, with this
+/// actie and exactly these kenmerken, signed as signrelay's Applicatie.
+pub fn assert_notified(app: &TestApp, tx: &str, zaak: &str, actie: &str, reden: Option<&str>) {
+    let got = received_for(app, tx);
+    assert_eq!(got.len(), 1, "notifications for {tx}: {got:#?}");
+    let b = &got[0].body;
+    assert_eq!(b["kanaal"], "documentacties", "{b}");
+    assert_eq!(b["actie"], actie, "{b}");
+    assert_eq!(b["resource"], "zaak", "{b}");
+    assert_eq!(b["resourceUrl"], zaak, "{b}");
+    assert_eq!(b["hoofdObject"], zaak, "{b}");
+    let mut kenmerken = json!({"transaction_id": tx});
+    if let Some(r) = reden {
+        kenmerken["reden"] = json!(r);
+    }
+    assert_eq!(b["kenmerken"], kenmerken, "{b}");
+    assert_eq!(got[0].claims.client_id, NRC_CLIENT);
+}
+
+/// The quarantine as the admin API lists it.
+pub async fn quarantine(app: &TestApp) -> Vec<Value> {
+    let (s, v) = app.admin_get("/api/v1/quarantine").await;
+    assert_eq!(s, 200, "{v}");
+    v["quarantine"].as_array().cloned().unwrap()
+}
+
+/// Waits until `tx` has exactly one event and it is delivered; returns it.
+pub async fn delivered_event(app: &TestApp, tx: &str) -> Value {
+    let ev = app
+        .wait_events(tx, Duration::from_secs(5), |ev| {
+            ev.iter().any(|e| e["relay"]["state"] == "delivered")
+        })
+        .await;
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    ev[0].clone()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// `len` bytes that look like a PDF: a PDF header and trailer around pseudo-random binary
+/// (deterministic, every byte value).
+pub fn pdf_bytes(len: usize) -> Vec<u8> {
+    let head = b"%PDF-1.7\n%\xE2\xE3\xCF\xD3\n";
+    let tail = b"\n%%EOF\n";
+    assert!(len >= head.len() + tail.len());
+    let mut v = head.to_vec();
+    let mut x: u32 = 0x1234_5678;
+    while v.len() < len - tail.len() {
+        x = x.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        v.push((x >> 24) as u8);
+    }
+    v.extend_from_slice(tail);
+    v
+}
+
+/// An HTTP Basic `Authorization` value.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!("Basic {}", b64(format!("{user}:{pass}").as_bytes()))
+}
+
+/// A process's output as text.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
 }

@@ -1367,10 +1367,6 @@ async fn cli(args: &[&str], config: &Path, stdin: Option<&str>) -> Output {
         .unwrap()
 }
 
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
-
 #[tokio::test]
 async fn cli_jwt_explain_prints_header_claims_and_every_check() {
     keys();
@@ -1537,14 +1533,6 @@ async fn cli_check_config_lists_the_key_ids_each_provider_would_trust() {
 // ---------------------------------------------------------------------------------------------
 // Basic and api-key where no other test file covers them: the REST workability routes, the
 // SOAP status request, the admin API with Basic
-
-fn basic(user: &str, pass: &str) -> String {
-    use base64::Engine;
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
 
 const BASIC_CHALLENGE: &str = r#"Basic realm="signrelay", charset="UTF-8""#;
 const API_KEY_CHALLENGE: &str = r#"ApiKey realm="signrelay""#;

@@ -13,3 +13,4 @@ mod idp;
 mod jwt_auth;
 mod openapi;
 mod relay;
+mod throwaway;

@@ -1,13 +1,10 @@
 //! GoSign's config section, `[gosign]`: the REST and SOAP surfaces and the workability policy.
 
-use std::sync::Arc;
-
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
-use crate::event::Vendor;
 use crate::secret::Secret;
-use crate::vendors::{Connector, Settings, VendorSection, Wiring};
+use crate::vendors::seam::Settings;
 
 #[derive(Debug, Clone, Serialize, Deserialize, Default)]
 #[serde(deny_unknown_fields, default)]
@@ -76,6 +73,24 @@ impl WorkabilityPolicy {
     }
 }
 
+/// What GoSign does with an envelope that is not workable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Action {
+    #[serde(rename = "NOP")]
+    Nop,
+    #[serde(rename = "DELETE")]
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Nop => "NOP",
+            Action::Delete => "DELETE",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "kebab-case")]
 pub enum OnError {
@@ -90,7 +105,7 @@ pub struct WorkabilityConfig {
     /// Envelopes signrelay has no registration for: workable (true) or not.
     pub unknown_envelopes_workable: bool,
     /// What GoSign should do with a non-workable envelope: NOP or DELETE.
-    pub action: super::workability::Action,
+    pub action: Action,
     /// A remote check (ZRC, case application) gets this long.
     pub timeout_ms: u64,
     /// The answer when a remote check fails or times out.
@@ -111,7 +126,7 @@ impl Default for WorkabilityConfig {
         Self {
             policy: WorkabilityPolicy::Always,
             unknown_envelopes_workable: true,
-            action: super::workability::Action::Nop,
+            action: Action::Nop,
             timeout_ms: 2000,
             on_error: OnError::FailOpen,
             cache_secs: 5,
@@ -148,12 +163,9 @@ impl Default for GosignRestConfig {
     }
 }
 
-impl VendorSection for GosignConfig {
-    fn vendor(&self) -> Vendor {
-        Vendor::Gosign
-    }
-
-    fn validate(&self, settings: &Settings) -> Vec<String> {
+impl GosignConfig {
+    /// What is wrong with the section, each message naming its key.
+    pub fn validate(&self, settings: &Settings) -> Vec<String> {
         let mut errs: Vec<String> = Vec::new();
         if self.rest.enabled {
             if !self.rest.base_path.starts_with('/') || self.rest.base_path.ends_with('/') {
@@ -233,7 +245,8 @@ impl VendorSection for GosignConfig {
         errs
     }
 
-    fn redacted(&self) -> serde_json::Value {
+    /// The section as `check-config` prints it: secrets show their source only.
+    pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serializes");
         if let Some(a) = &self.rest.auth {
             v["rest"]["auth"] = a.redacted();
@@ -248,21 +261,6 @@ impl VendorSection for GosignConfig {
             v["workability"]["zrc_secret"] = s.redacted();
         }
         v
-    }
-
-    fn auth_surfaces(&self) -> Vec<(&'static str, &AuthConfig)> {
-        let mut all = Vec::new();
-        if let (true, Some(a)) = (self.rest.enabled, &self.rest.auth) {
-            all.push((super::rest::SURFACE, a));
-        }
-        if let (true, Some(a)) = (self.soap.enabled, &self.soap.auth) {
-            all.push((super::soap::SURFACE, a));
-        }
-        all
-    }
-
-    fn build(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<Option<Arc<dyn Connector>>> {
-        super::Gosign::build(self, wiring)
     }
 }
 

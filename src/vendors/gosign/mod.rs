@@ -13,10 +13,40 @@ use std::sync::Arc;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 
+use crate::auth::AuthConfig;
 use crate::event::Vendor;
-use crate::vendors::{Connector, InlineDocument, Wiring};
+use crate::vendors::seam::{Connector, InlineDocument, Settings, VendorSection, Wiring};
 use config::{GosignConfig, WorkabilityPolicy};
 use workability::Workability;
+
+impl VendorSection for GosignConfig {
+    fn vendor(&self) -> Vendor {
+        Vendor::Gosign
+    }
+
+    fn validate(&self, settings: &Settings) -> Vec<String> {
+        GosignConfig::validate(self, settings)
+    }
+
+    fn redacted(&self) -> serde_json::Value {
+        GosignConfig::redacted(self)
+    }
+
+    fn auth_surfaces(&self) -> Vec<(&'static str, &AuthConfig)> {
+        let mut all = Vec::new();
+        if let (true, Some(a)) = (self.rest.enabled, &self.rest.auth) {
+            all.push((rest::SURFACE, a));
+        }
+        if let (true, Some(a)) = (self.soap.enabled, &self.soap.auth) {
+            all.push((soap::SURFACE, a));
+        }
+        all
+    }
+
+    fn build(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<Option<Arc<dyn Connector>>> {
+        Gosign::build(self, wiring)
+    }
+}
 
 /// GoSign, running: the surfaces that are enabled.
 pub struct Gosign {

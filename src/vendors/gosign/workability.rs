@@ -10,29 +10,12 @@ use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
+pub use super::config::Action;
 use super::config::{OnError, WorkabilityConfig, WorkabilityPolicy};
 use crate::event::{TransactionId, Vendor};
 use crate::store::Store;
 use crate::zgw::jwt::ZgwJwt;
 use prometheus::IntCounterVec;
-
-/// What GoSign does with an envelope that is not workable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Action {
-    #[serde(rename = "NOP")]
-    Nop,
-    #[serde(rename = "DELETE")]
-    Delete,
-}
-
-impl Action {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Action::Nop => "NOP",
-            Action::Delete => "DELETE",
-        }
-    }
-}
 
 /// The REST answer (ch. 8.4), and the per-envelope part of the SOAP one.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

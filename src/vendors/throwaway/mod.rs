@@ -19,7 +19,7 @@ use crate::event::{dedup_key, FollowUp, Outcome, TransactionId, Vendor};
 use crate::jobs::backoff::Backoff;
 use crate::jobs::{Attempt, Done, Job, JobHandler, LaneSettings, Party, Task};
 use crate::vendors::receive::{receive, Answers, Callback, Inlet, Parsed, Surface};
-use crate::vendors::{Connector, Settings, VendorSection, Wiring};
+use crate::vendors::seam::{Connector, Settings, VendorSection, Wiring};
 
 const SURFACE: &str = "throwaway.callbacks";
 

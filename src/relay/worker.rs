@@ -12,9 +12,9 @@ use chrono::Utc;
 use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use super::backoff::Pacer;
-use super::{Attempt, Job, JobHandler, JobResult, LaneSettings, Party};
 use crate::health::Health;
+use crate::jobs::backoff::Pacer;
+use crate::jobs::{Attempt, Job, JobHandler, JobResult, LaneSettings, Party};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
