@@ -24,6 +24,9 @@ enum Answer {
     Accept,
 }
 
+/// What the party answers, and the bodies it received.
+type Shared = (Arc<Mutex<Answer>>, Arc<Mutex<Vec<Value>>>);
+
 struct Party {
     url: String,
     answer: Arc<Mutex<Answer>>,
@@ -33,7 +36,7 @@ struct Party {
 
 async fn ping(
     body: web::Json<Value>,
-    p: web::Data<(Arc<Mutex<Answer>>, Arc<Mutex<Vec<Value>>>)>,
+    p: web::Data<Shared>,
 ) -> HttpResponse {
     p.1.lock().unwrap().push(body.into_inner());
     match *p.0.lock().unwrap() {
