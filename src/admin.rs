@@ -414,11 +414,15 @@ async fn replay(req: HttpRequest, path: web::Path<String>, api: web::Data<AdminA
     authenticate(&api, &req).await?;
     let id = parse_id(&path)?;
     match api.store.replay(id).await {
-        Ok(()) => {
-            tracing::info!(id = %id, "dead letter replayed");
-            api.wakers.wake_all();
-            Ok(HttpResponse::Accepted()
-                .json(serde_json::json!({"event_id": id, "relay": "pending"})))
+        Ok(job) => {
+            tracing::info!(id = %id, task = %job.task.label(), "dead letter replayed");
+            api.wakers.wake(job.party());
+            // An event's job is named by the event (its id), any other job by its own id.
+            let body = match job.task.event_id() {
+                Some(event_id) => serde_json::json!({"event_id": event_id, "relay": "pending"}),
+                None => serde_json::json!({"id": job.id, "relay": "pending"}),
+            };
+            Ok(HttpResponse::Accepted().json(body))
         }
         Err(StoreError::NotFound) => Err(ApiError::not_found("the dead letter")),
         Err(e) => Err(ApiError::store(e)),

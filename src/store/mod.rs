@@ -172,8 +172,8 @@ pub trait Store: Send + Sync + 'static {
     /// until it returns the worker keeps the job in flight, and a crash before then runs the
     /// job again (at least once).
     async fn complete(&self, job: &Job, result: JobResult) -> Result<(), StoreError>;
-    /// Queues a dead letter's job again, as it was.
-    async fn replay(&self, id: Uuid) -> Result<(), StoreError>;
+    /// Queues a dead letter's job again, as it was; returns it as queued.
+    async fn replay(&self, id: Uuid) -> Result<Job, StoreError>;
     /// Returns once everything a reader can see now is durable.
     async fn barrier(&self) -> Result<(), StoreError>;
     /// Dead-letters parked events older than `cutoff`; returns how many.

@@ -672,7 +672,7 @@ impl Store for SledStore {
             .await
     }
 
-    async fn replay(&self, id: Uuid) -> Result<(), StoreError> {
+    async fn replay(&self, id: Uuid) -> Result<Job, StoreError> {
         self.writer
             .write(move |s| {
                 let Some(v) = s.get(&keys::dead(id))? else {
@@ -695,7 +695,7 @@ impl Store for SledStore {
                     save_event(s, &event);
                 }
                 queue(s, &job);
-                Ok(())
+                Ok(job)
             })
             .await
     }

@@ -12,5 +12,7 @@ mod hostile;
 mod idp;
 mod jwt_auth;
 mod openapi;
+mod openapi_api;
+mod openapi_check;
 mod relay;
 mod throwaway;

@@ -34,10 +34,7 @@ struct Party {
     handle: ServerHandle,
 }
 
-async fn ping(
-    body: web::Json<Value>,
-    p: web::Data<Shared>,
-) -> HttpResponse {
+async fn ping(body: web::Json<Value>, p: web::Data<Shared>) -> HttpResponse {
     p.1.lock().unwrap().push(body.into_inner());
     match *p.0.lock().unwrap() {
         Answer::Unavailable => HttpResponse::ServiceUnavailable().finish(),
