@@ -6,12 +6,11 @@ use crate::helpers::*;
 // served WSDLs, and a real SOAP toolkit (zeep) calling every operation.
 
 use std::collections::HashSet;
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpRequest, HttpResponse, HttpServer};
+use actix_web::{web, HttpRequest, HttpResponse};
 use reqwest::header::HeaderMap;
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
@@ -1414,23 +1413,12 @@ impl Zrc {
     async fn start() -> Zrc {
         let state = Arc::new(Mutex::new(ZrcState::default()));
         let data = web::Data::new(state.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/zaken/api/v1/zaken/{id}", web::get().to(zrc_zaak))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (base, handle) = stand_in(move |c| {
+            c.app_data(data.clone())
+                .route("/zaken/api/v1/zaken/{id}", web::get().to(zrc_zaak));
+        });
         Zrc {
-            url: format!("http://127.0.0.1:{port}/zaken/api/v1/zaken"),
+            url: format!("{base}/zaken/api/v1/zaken"),
             state,
             handle,
         }
@@ -1647,23 +1635,12 @@ impl CaseApp {
     async fn start() -> CaseApp {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let data = web::Data::new(seen.clone());
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .default_service(web::get().to(case_app_answer))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (base, handle) = stand_in(move |c| {
+            c.app_data(data.clone())
+                .default_service(web::get().to(case_app_answer));
+        });
         CaseApp {
-            url: format!("http://127.0.0.1:{port}/werk"),
+            url: format!("{base}/werk"),
             seen,
             handle,
         }

@@ -447,3 +447,25 @@ pub fn basic(user: &str, pass: &str) -> String {
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
+
+/// Starts a stand-in for a remote party: a real HTTP server on a free loopback port with the
+/// routes `configure` mounts, one worker. Returns its base URL (`http://127.0.0.1:port`) and
+/// its handle.
+pub fn stand_in<F>(configure: F) -> (String, ServerHandle)
+where
+    F: Fn(&mut actix_web::web::ServiceConfig) + Send + Clone + 'static,
+{
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server =
+        actix_web::HttpServer::new(move || actix_web::App::new().configure(configure.clone()))
+            .workers(1)
+            .disable_signals()
+            .shutdown_timeout(1)
+            .listen(listener)
+            .unwrap()
+            .run();
+    let handle = server.handle();
+    tokio::spawn(server);
+    (format!("http://127.0.0.1:{port}"), handle)
+}

@@ -5,12 +5,11 @@ use crate::helpers::*;
 // dead-lettered with the party's answer and replayed by the shared machinery, and the outcome
 // then goes on to the NRC like any other.
 
-use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpResponse, HttpServer};
+use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 use signrelay::auth::AuthConfig;
 
@@ -48,23 +47,12 @@ impl Party {
         let answer = Arc::new(Mutex::new(answer));
         let calls = Arc::new(Mutex::new(Vec::new()));
         let data = web::Data::new((answer.clone(), calls.clone()));
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let server = HttpServer::new(move || {
-            App::new()
-                .app_data(data.clone())
-                .route("/ping", web::post().to(ping))
-        })
-        .workers(1)
-        .disable_signals()
-        .shutdown_timeout(1)
-        .listen(listener)
-        .unwrap()
-        .run();
-        let handle = server.handle();
-        tokio::spawn(server);
+        let (base, handle) = stand_in(move |c| {
+            c.app_data(data.clone())
+                .route("/ping", web::post().to(ping));
+        });
         Party {
-            url: format!("http://127.0.0.1:{port}/ping"),
+            url: format!("{base}/ping"),
             answer,
             calls,
             handle,
