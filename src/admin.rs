@@ -82,14 +82,23 @@ fn vendor_names() -> String {
     }
 }
 
-fn transaction_path(vendor: &str, id: &str) -> Result<(Vendor, TransactionId), ApiError> {
+fn transaction_path(
+    api: &AdminApi,
+    vendor: &str,
+    id: &str,
+) -> Result<(Vendor, TransactionId), ApiError> {
     let v = Vendor::parse(vendor).ok_or_else(|| {
         ApiError::from(
             Problem::new(StatusCode::NOT_FOUND, "unknown-vendor", "Unknown vendor")
                 .detail(format!("vendor must be {}", vendor_names())),
         )
     })?;
-    let id = TransactionId::parse(id).map_err(|e| {
+    // The vendor's own spelling of its ids, when it runs here.
+    let parsed = match api.connectors.get(v) {
+        Some(c) => c.transaction_id(id),
+        None => TransactionId::parse(id).map_err(|e| e.to_string()),
+    };
+    let id = parsed.map_err(|e| {
         ApiError::from(
             Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -159,7 +168,7 @@ async fn register(
     api: web::Data<AdminApi>,
 ) -> ApiResult {
     authenticate(&api, &req).await?;
-    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let (vendor, id) = transaction_path(&api, &path.0, &path.1)?;
     let body = api.body.read(&req, payload).await.map_err(|e| match e {
         crate::http::body::BodyError::TooLarge { limit } => ApiError::from(
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
@@ -219,7 +228,7 @@ async fn registration(
     api: web::Data<AdminApi>,
 ) -> ApiResult {
     authenticate(&api, &req).await?;
-    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let (vendor, id) = transaction_path(&api, &path.0, &path.1)?;
     let reg = api
         .store
         .registration(vendor, &id)
@@ -235,7 +244,7 @@ async fn unregister(
     api: web::Data<AdminApi>,
 ) -> ApiResult {
     authenticate(&api, &req).await?;
-    let (vendor, id) = transaction_path(&path.0, &path.1)?;
+    let (vendor, id) = transaction_path(&api, &path.0, &path.1)?;
     if api
         .store
         .unregister(vendor, &id)

@@ -322,6 +322,8 @@ pub enum NotRelayed {
     RepeatedOutcome,
     /// A terminal outcome that contradicts the one already relayed: kept and flagged.
     ConflictingOutcome,
+    /// The vendor's own API contradicted the callback when asked (it is quarantined too).
+    Contradicted,
 }
 
 /// One normalized vendor callback.

@@ -3,11 +3,12 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use signrelay::app::Application;
 use signrelay::auth::{AuthConfig, SurfaceAuth};
 use signrelay::config::Config;
 use signrelay::store::{EventQuery, SledStore, Store, StoreOptions};
+use signrelay::vendors::Sections;
 
 #[derive(Parser)]
 #[command(
@@ -102,18 +103,61 @@ enum DlqAction {
 }
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // The vendors' own commands (`signrelay <vendor> <command> --config F`) beside ours.
+    let vendor_commands: Vec<(&'static str, clap::Command)> = Sections::names()
+        .into_iter()
+        .zip(Config::default().vendors.all())
+        .filter_map(|(name, v)| v.command().map(|c| (name, c.name(name))))
+        .collect();
+    let mut command = Cli::command();
+    for (_, c) in &vendor_commands {
+        command = command.subcommand(c.clone());
+    }
+    let matches = command.get_matches();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
-    match rt.block_on(run(cli)) {
+    let ran = match matches.subcommand() {
+        Some((name, m)) if vendor_commands.iter().any(|(n, _)| *n == name) => {
+            rt.block_on(run_vendor_command(name, m))
+        }
+        _ => match Cli::from_arg_matches(&matches) {
+            Ok(cli) => rt.block_on(run(cli)),
+            Err(e) => e.exit(),
+        },
+    };
+    match ran {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("signrelay: {e:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// `signrelay <vendor> <command> --config F`: the vendor's own command, with its section of
+/// the configuration.
+async fn run_vendor_command(vendor: &str, m: &clap::ArgMatches) -> anyhow::Result<()> {
+    let Some((_, args)) = m.subcommand() else {
+        anyhow::bail!("{vendor}: which command? see `signrelay {vendor} --help`");
+    };
+    let path = args
+        .get_one::<PathBuf>("config")
+        .ok_or_else(|| anyhow::anyhow!("--config is required"))?;
+    let cfg = Config::load_unvalidated(Some(path))?;
+    let settings = cfg.vendor_settings();
+    let section = Sections::names()
+        .into_iter()
+        .zip(cfg.vendors.all())
+        .find(|(n, _)| *n == vendor)
+        .map(|(_, s)| s)
+        .expect("a listed vendor");
+    let errs = section.validate(&settings);
+    if !errs.is_empty() {
+        anyhow::bail!("invalid configuration:\n  - {}", errs.join("\n  - "));
+    }
+    section.run_command(m, &settings).await
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {

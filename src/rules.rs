@@ -157,6 +157,18 @@ pub fn release(event: &SigningEvent) -> (RelayState, Task) {
     (relay, job.expect("a registered zaak step has a job"))
 }
 
+/// The vendor contradicted the callback: not relayed, and if it is the transaction's terminal
+/// outcome, that claim is given up so that the vendor's next callback is relayed.
+pub fn contradicted(event: &SigningEvent, terminal: Option<Terminal>) -> (RelayState, bool) {
+    let release = terminal.is_some_and(|t| t.event_id == event.id);
+    (
+        RelayState::NotRelayed {
+            why: NotRelayed::Contradicted,
+        },
+        release,
+    )
+}
+
 /// A dead letter replayed: the event is pending at the step that failed.
 pub fn replayed(task: &Task) -> RelayState {
     RelayState::Pending { step: task.step() }

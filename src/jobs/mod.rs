@@ -175,6 +175,10 @@ pub enum Attempt {
     },
     /// The event's transaction has no registration (any more): park it until one arrives.
     Park,
+    /// The vendor's own API contradicts the callback this job checked (a forged or mistaken
+    /// callback): it is not relayed, but quarantined with `reason`, and the transaction's
+    /// outcome stays open for the vendor's next callback.
+    Contradicted { reason: String },
     /// Run again at `at` (a poller), optionally with new data; not a failure.
     Again {
         at: DateTime<Utc>,
@@ -205,6 +209,9 @@ pub enum JobResult {
         body: Option<String>,
     },
     Park,
+    Contradicted {
+        reason: String,
+    },
     Again {
         due: DateTime<Utc>,
         data: Option<serde_json::Value>,
@@ -219,6 +226,7 @@ impl JobResult {
             JobResult::Retry { .. } => "retry",
             JobResult::DeadLetter { .. } => "dead_letter",
             JobResult::Park => "parked",
+            JobResult::Contradicted { .. } => "contradicted",
             JobResult::Again { .. } => "again",
         }
     }

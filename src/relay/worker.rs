@@ -314,6 +314,10 @@ impl Lane {
                 body,
             },
             Attempt::Park => JobResult::Park,
+            Attempt::Contradicted { reason } => {
+                self.pacer.success();
+                JobResult::Contradicted { reason }
+            }
         };
         self.count(&job, &result, secs);
         // If this write fails the job stays queued and runs again: at least once.
@@ -355,6 +359,7 @@ impl Lane {
                 JobResult::Retry { .. } => "retry",
                 JobResult::DeadLetter { .. } => "dead_letter",
                 JobResult::Park => "parked",
+                JobResult::Contradicted { .. } => "contradicted",
                 JobResult::Again { .. } => "again",
             };
             self.metrics.deliveries.with_label_values(&[label]).inc();
@@ -385,6 +390,9 @@ impl Lane {
                 tracing::error!(job_id = %job.id, event_id, party = party.as_str(), reason = %reason, "dead-lettered")
             }
             JobResult::Park => tracing::info!(event_id, "no registration; parked"),
+            JobResult::Contradicted { .. } => {
+                tracing::warn!(job_id = %job.id, event_id, party = party.as_str(), task = %job.task.label(), "callback contradicted by the vendor; quarantined")
+            }
             JobResult::Again { due, .. } => {
                 tracing::debug!(job_id = %job.id, party = party.as_str(), %due, "job runs again later")
             }

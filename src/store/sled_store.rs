@@ -418,6 +418,37 @@ fn dead_letter(
     Ok(())
 }
 
+/// The vendor contradicted `event`: not relayed, kept in the quarantine with the reason (the
+/// same archived payload), and the transaction's terminal outcome open again if it was this.
+/// The event's delivery key stays: a redelivery of the same callback is absorbed.
+fn contradict(
+    s: &mut Staging<'_>,
+    mut event: SigningEvent,
+    reason: String,
+) -> Result<(), StoreError> {
+    let tkey = keys::terminal(event.vendor, &event.transaction_id);
+    let terminal = s.get(&tkey)?.and_then(|v| keys::parse_terminal(&v));
+    let (relay, release) = rules::contradicted(&event, terminal);
+    if release {
+        s.remove(tkey);
+    }
+    let entry = QuarantineEntry {
+        id: Uuid::now_v7(),
+        vendor: event.vendor,
+        surface: event.surface.clone(),
+        received_at: event.received_at,
+        reason,
+        archive_id: event.archive_id,
+        caller: event.caller.clone(),
+        dedup_key: format!("contradicted/{}", event.id),
+    };
+    s.insert(keys::quarantine(entry.id), json(&entry));
+    s.deltas.quarantine += 1;
+    event.relay = relay;
+    save_event(s, &event);
+    Ok(())
+}
+
 /// Applies a job's result inside a writer job (payloads of recorded callbacks encoded).
 fn complete_in(
     s: &mut Staging<'_>,
@@ -484,6 +515,11 @@ fn complete_in(
                 None,
             )?,
         },
+        JobResult::Contradicted { reason } => {
+            if let Some(event) = event {
+                contradict(s, event, reason)?;
+            }
+        }
         JobResult::Again { due, data } => {
             let mut next = Job {
                 due,

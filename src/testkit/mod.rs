@@ -3,3 +3,4 @@
 
 pub mod gosign;
 pub mod nrc;
+pub mod pkisigning;

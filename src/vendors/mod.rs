@@ -5,6 +5,7 @@
 //! `soap.rs`, bounded SOAP envelope parsing.
 
 pub mod gosign;
+pub mod pkisigning;
 pub mod receive;
 pub mod seam;
 pub mod soap;
@@ -59,6 +60,7 @@ macro_rules! vendor_list {
 
 vendor_list! {
     gosign: gosign::config::GosignConfig,
+    pkisigning: pkisigning::config::PkisigningConfig,
     #[cfg(feature = "throwaway-vendor")]
     throwaway: throwaway::ThrowawayConfig,
 }

@@ -23,15 +23,47 @@ pub struct Inlet {
     pub auth: SurfaceAuth,
     pub body: BodyLimits,
     pub intake: Intake,
+    /// A secret path segment (`{token}` in the route) for vendors that sign nothing: its
+    /// SHA-256, compared in constant time with the presented segment's.
+    pub path_token: Option<[u8; 32]>,
+}
+
+fn sha256(b: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(b).into()
 }
 
 impl Inlet {
+    /// Requires the route's `{token}` segment to be `token`.
+    pub fn with_path_token(mut self, token: &str) -> Inlet {
+        self.path_token = Some(sha256(token.as_bytes()));
+        self
+    }
+
     /// Authenticates a request (counted by surface and result); a refusal comes with the
     /// `WWW-Authenticate` challenge for it.
     pub async fn authenticate(
         &self,
         req: &HttpRequest,
     ) -> Result<Caller, (AuthFailure, Option<String>)> {
+        if let Some(expected) = &self.path_token {
+            use subtle::ConstantTimeEq;
+            let presented = sha256(req.match_info().get("token").unwrap_or("").as_bytes());
+            if !bool::from(presented.ct_eq(expected)) {
+                self.count("unauthorized");
+                self.intake
+                    .metrics
+                    .auth_failures
+                    .with_label_values(&[self.surface, "path_token_invalid"])
+                    .inc();
+                tracing::warn!(
+                    surface = self.surface,
+                    reason = "path_token_invalid",
+                    "caller refused"
+                );
+                return Err((AuthFailure::Invalid, None));
+            }
+        }
         match self
             .auth
             .authenticate(req, self.surface, &self.intake.metrics)

@@ -11,7 +11,7 @@ use actix_web::web;
 use super::receive::Inlet;
 use crate::auth::jwt::ProviderPool;
 use crate::auth::{AuthConfig, SurfaceAuth};
-use crate::event::Vendor;
+use crate::event::{TransactionId, Vendor};
 use crate::http::body::BodyLimits;
 use crate::intake::Intake;
 use crate::jobs::{JobHandler, LaneSettings};
@@ -59,6 +59,7 @@ impl Wiring<'_> {
             auth: self.auth(auth)?,
             body,
             intake: self.intake.clone(),
+            path_token: None,
         })
     }
 
@@ -83,6 +84,19 @@ pub trait VendorSection: Send + Sync {
     /// Its enabled inbound surfaces (by their metrics name) and how their callers
     /// authenticate: `check-config` and `jwt explain` list them.
     fn auth_surfaces(&self) -> Vec<(&'static str, &AuthConfig)>;
+    /// Its own command line (`signrelay <name> <command> --config F`), e.g. to register
+    /// signrelay at the vendor; every subcommand takes `--config`.
+    fn command(&self) -> Option<clap::Command> {
+        None
+    }
+    /// Runs its command (`matches` are the vendor's, with the subcommand chosen).
+    fn run_command<'a>(
+        &'a self,
+        _matches: &'a clap::ArgMatches,
+        _settings: &'a Settings,
+    ) -> futures_util::future::BoxFuture<'a, anyhow::Result<()>> {
+        Box::pin(async { anyhow::bail!("this vendor has no commands") })
+    }
     /// Documented in `signrelay.example.toml` (a vendor made for tests is not).
     fn in_example(&self) -> bool {
         true
@@ -114,6 +128,11 @@ pub trait Connector: Send + Sync {
     /// The contracts it serves at `/openapi/{name}`: (name, YAML).
     fn contracts(&self) -> Vec<(&'static str, &'static str)> {
         Vec::new()
+    }
+    /// The vendor's transaction id as signrelay keeps it (e.g. a GUID in one spelling), for
+    /// the registry: the same id its callbacks will carry.
+    fn transaction_id(&self, id: &str) -> Result<TransactionId, String> {
+        TransactionId::parse(id).map_err(|e| e.to_string())
     }
 }
 

@@ -14,5 +14,6 @@ mod jwt_auth;
 mod openapi;
 mod openapi_api;
 mod openapi_check;
+mod pkisigning;
 mod relay;
 mod throwaway;
