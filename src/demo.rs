@@ -1,7 +1,9 @@
 //! `signrelay demo`: the main job end to end on embedded defaults. A temporary store, an NRC
-//! stand-in that prints what it receives, and scripted vendor callbacks (a duplicate, an early
-//! callback before its registration, a malformed one, a conflicting report), then a summary of
-//! what reached the NRC, checked against signrelay's own records.
+//! stand-in that prints what it receives, a PKIsigning platform stand-in, and scripted vendor
+//! callbacks (GoSign: a duplicate, an early callback before its registration, a malformed one,
+//! a conflicting report; PKIsigning: a completion and a refusal verified with its API, and a
+//! callback its API contradicts), then a summary of what reached the NRC, checked against
+//! signrelay's own records.
 
 use std::time::Duration;
 
@@ -14,11 +16,15 @@ use crate::config::{Config, Secret};
 use crate::telemetry::LogFormat;
 use crate::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use crate::testkit::nrc::NrcStandIn;
+use crate::testkit::pkisigning::PkisigningStandIn;
 
 const NRC_SECRET: &str = "demo-nrc-secret";
 const ADMIN_KEY: &str = "demo-admin-key-0123456789";
 const GOSIGN_USER: &str = "gosign";
 const GOSIGN_PASSWORD: &str = "demo-gosign-password";
+const PKI_CLIENT: &str = "signrelay-demo";
+const PKI_SECRET: &str = "demo-pkisigning-client-secret";
+const PKI_PATH_TOKEN: &str = "demo-path-token-0123456789abcdefghij";
 /// "%PDF-1.4 demo" in base64: the signed document GoSign sends inline.
 const DEMO_PDF: &str = "JVBERi0xLjQgZGVtbw==";
 
@@ -29,6 +35,10 @@ struct Demo {
 
 impl Demo {
     async fn register(&self, tx: &str, zaak: &str) -> anyhow::Result<u16> {
+        self.register_at("gosign", tx, zaak).await
+    }
+
+    async fn register_at(&self, vendor: &str, tx: &str, zaak: &str) -> anyhow::Result<u16> {
         let body = json!({
             "naam": format!("Ondertekening {tx}"),
             "eigenaar": "behandelaar@gemeente.example",
@@ -38,7 +48,7 @@ impl Demo {
         });
         let r = self
             .http
-            .put(format!("{}/api/v1/transactions/gosign/{tx}", self.base))
+            .put(format!("{}/api/v1/transactions/{vendor}/{tx}", self.base))
             .header("X-Api-Key", ADMIN_KEY)
             .json(&body)
             .send()
@@ -98,6 +108,19 @@ impl Demo {
         ))
     }
 
+    /// Posts a webhook as PKIsigning does; answers the status and `result`.
+    async fn pkisigning(&self, body: &Value) -> anyhow::Result<String> {
+        let r = self
+            .http
+            .post(format!("{}/pkisigning/webhook/{PKI_PATH_TOKEN}", self.base))
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap_or(Value::Null);
+        Ok(format!("{status} {}", v["result"].as_str().unwrap_or("?")))
+    }
+
     async fn notify(&self, envelope: &str, body: &str) -> anyhow::Result<String> {
         let r = self
             .http
@@ -119,6 +142,7 @@ impl Demo {
 pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary store")?;
     let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
+    let pki = PkisigningStandIn::start(PKI_CLIENT, PKI_SECRET).await?;
     let mut cfg = Config::default();
     cfg.log.format = LogFormat::Pretty;
     cfg.log.level = "error".into();
@@ -140,12 +164,24 @@ pub async fn run() -> anyhow::Result<()> {
     cfg.vendors.gosign.soap.auth = Some(gosign_auth);
     cfg.vendors.gosign.workability.policy =
         crate::vendors::gosign::config::WorkabilityPolicy::Registry;
+    let p = &mut cfg.vendors.pkisigning;
+    p.enabled = true;
+    p.auth = Some(AuthConfig::None);
+    p.path_token = Some(Secret::Inline(PKI_PATH_TOKEN.into()));
+    p.api_url = pki.api_url.clone();
+    p.token_url = pki.token_url.clone();
+    p.client_id = Some(PKI_CLIENT.into());
+    p.client_secret = Some(Secret::Inline(PKI_SECRET.into()));
+    p.backoff_initial_ms = 50;
+    // A status the API does not show is contradicted at once (in service: after a while).
+    p.verify_settle_secs = 0;
     cfg.validate()?;
     crate::telemetry::init_logging(&cfg.log);
 
     println!("signrelay demo");
     println!("  store:       {} (temporary)", cfg.store.path.display());
     println!("  NRC stand-in: {}", nrc.url);
+    println!("  PKIsigning stand-in: {}", pki.api_url);
     let app = Application::build(cfg).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     println!("  signrelay:   {base}\n");
@@ -234,6 +270,38 @@ pub async fn run() -> anyhow::Result<()> {
         d.soap(soap_status_request(&["ENV-3001"])).await?
     );
 
+    println!("\nPKIsigning posts its webhook (terminal statuses are checked with its API first):");
+    let (done, declined, forged) = (
+        "7d3f6a2e-1b4c-4e5f-9a8b-0c1d2e3f4a5b",
+        "0b9e3c1a-5d7f-4a2b-8c6e-1f3a5b7c9d0e",
+        "5e6f7a8b-9c0d-4e1f-a2b3-c4d5e6f7a8b9",
+    );
+    pki.dossier(done, "Completed", "key-completed");
+    pki.dossier(declined, "Declined", "key-declined");
+    pki.dossier(forged, "Active", "key-forged");
+    for (tx, zaak) in [(done, "Z-7"), (declined, "Z-8"), (forged, "Z-9")] {
+        println!(
+            "  PUT  /api/v1/transactions/pkisigning/{tx} -> {}",
+            d.register_at("pkisigning", tx, zaak).await?
+        );
+    }
+    for (what, body) in [
+        ("Completed", pki.webhook_body(done, "Completed", "")),
+        (
+            "Declined",
+            pki.webhook_body(declined, "Declined", "bedrag klopt niet"),
+        ),
+        (
+            "Completed, but PKIsigning shows Active",
+            pki.webhook_body(forged, "Completed", ""),
+        ),
+    ] {
+        println!(
+            "  POST /pkisigning/webhook/***  {what:<40} -> {}",
+            d.pkisigning(&body).await?
+        );
+    }
+
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("\nLate registration releases the parked callback:");
     println!(
@@ -241,7 +309,7 @@ pub async fn run() -> anyhow::Result<()> {
         d.register("ENV-1004", "Z-4").await?
     );
 
-    let expected = 5;
+    let expected = 7;
     println!("\nNRC stand-in receives:");
     let got = nrc.wait_for(expected, Duration::from_secs(20)).await;
     println!(
@@ -250,7 +318,7 @@ pub async fn run() -> anyhow::Result<()> {
         nrc.kanaal_creations() == 1
     );
 
-    // signrelay records a delivery's result just after the NRC's answer (sharing the next
+    // signrelay records a job's result just after the party's answer (sharing the next
     // write's commit, a few ms later): wait until nothing is still pending.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let events: Value = loop {
@@ -272,8 +340,8 @@ pub async fn run() -> anyhow::Result<()> {
     };
     println!("\nSummary (signrelay's records):");
     println!(
-        "  {:<10} {:<10} {:<34} {:<24} reden",
-        "envelope", "outcome", "relay", "NRC actie"
+        "  {:<36} {:<10} {:<34} {:<24} reden",
+        "transaction", "outcome", "relay", "NRC actie"
     );
     let mut delivered = 0;
     let mut mismatches = 0;
@@ -294,7 +362,7 @@ pub async fn run() -> anyhow::Result<()> {
             }
         }
         println!(
-            "  {:<10} {:<10} {:<34} {:<24} {}",
+            "  {:<36} {:<10} {:<34} {:<24} {}",
             tx,
             e["outcome"]["kind"].as_str().unwrap_or(""),
             relay,
@@ -320,6 +388,7 @@ pub async fn run() -> anyhow::Result<()> {
     handle.stop(true).await;
     running.await??;
     nrc.stop().await;
+    pki.stop().await;
     if got.len() != expected || delivered != expected || mismatches > 0 {
         anyhow::bail!(
             "demo mismatch: expected {expected} notifications, NRC got {}, signrelay delivered {delivered}",

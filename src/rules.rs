@@ -273,17 +273,27 @@ mod tests {
     }
 
     #[test]
-    fn a_follow_up_runs_first_even_without_a_registration_and_then_the_zaak_step() {
-        let id = Uuid::now_v7();
-        let plan = record(NOW, id, &new(Outcome::Completed, true), facts(None, false));
-        assert_eq!(plan.relay, RelayState::Pending { step: Step::Vendor });
-        match &plan.job {
-            Some(Task::Vendor(v)) => {
-                assert_eq!((v.event_id, v.name.as_str()), (Some(id), "verify"))
-            }
-            other => panic!("{other:?}"),
-        }
-        let event = SigningEvent {
+    fn a_contradicted_outcome_gives_up_its_claim_only_if_it_holds_it() {
+        let mut event = sample_event(Uuid::now_v7());
+        event.relay = RelayState::Pending { step: Step::Vendor };
+        let mine = Terminal {
+            event_id: event.id,
+            outcome: TerminalOutcome::Completed,
+        };
+        let other = Terminal {
+            event_id: Uuid::nil(),
+            ..mine
+        };
+        let not_relayed = RelayState::NotRelayed {
+            why: NotRelayed::Contradicted,
+        };
+        assert_eq!(contradicted(&event, Some(mine)), (not_relayed.clone(), true));
+        assert_eq!(contradicted(&event, Some(other)), (not_relayed.clone(), false));
+        assert_eq!(contradicted(&event, None), (not_relayed, false));
+    }
+
+    fn sample_event(id: Uuid) -> SigningEvent {
+        SigningEvent {
             id,
             vendor: Vendor::Gosign,
             transaction_id: TransactionId::parse("T1").unwrap(),
@@ -295,7 +305,24 @@ mod tests {
             archive_id: Uuid::nil(),
             documents: vec![],
             caller: Caller::default(),
+            relay: RelayState::Parked,
+        }
+    }
+
+    #[test]
+    fn a_follow_up_runs_first_even_without_a_registration_and_then_the_zaak_step() {
+        let id = Uuid::now_v7();
+        let plan = record(NOW, id, &new(Outcome::Completed, true), facts(None, false));
+        assert_eq!(plan.relay, RelayState::Pending { step: Step::Vendor });
+        match &plan.job {
+            Some(Task::Vendor(v)) => {
+                assert_eq!((v.event_id, v.name.as_str()), (Some(id), "verify"))
+            }
+            other => panic!("{other:?}"),
+        }
+        let event = SigningEvent {
             relay: plan.relay,
+            ..sample_event(id)
         };
         let now = Utc::now();
         assert_eq!(

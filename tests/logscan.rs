@@ -44,6 +44,10 @@ const WRONG_SOAP_KEY: &str = "logscan-wrong-soap-key-q7x-0000";
 const BEARER_MARKER: &str = "logscan-bearer-q7x";
 const QUERY_SECRET: &str = "logscan-query-token-q7x";
 const LEGALBUS_MESSAGE: &str = "LOGSCAN-LEGALBUS-q7x";
+const PKI_KEY: &str = "logscan-pki-authkey-q7x";
+const PKI_PATH_TOKEN: &str = "logscan-pki-path-token-q7x-0123456789";
+const PKI_CLIENT_SECRET: &str = "logscan-pki-client-secret-q7x";
+const PKI_REASON: &str = "LOGSCAN-PKI-REASON-q7x";
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const WKNOTIF: &str = "http://www.infocert.it/smartsign/schema/wknotif";
 
@@ -420,6 +424,75 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     }
     jwt_app.stop().await;
 
+    // PKIsigning: webhooks whose key, reason and path token must stay out of the logs,
+    // verified with the platform (token, client secret), one contradicted.
+    let pki =
+        signrelay::testkit::pkisigning::PkisigningStandIn::start("logscan", PKI_CLIENT_SECRET)
+            .await
+            .unwrap();
+    let (api, token_url) = (pki.api_url.clone(), pki.token_url.clone());
+    let pki_app = spawn_app_with(move |c| {
+        let p = &mut c.vendors.pkisigning;
+        p.enabled = true;
+        p.auth = Some(AuthConfig::None);
+        p.path_token = Some(Secret::Inline(PKI_PATH_TOKEN.into()));
+        p.api_url = api;
+        p.token_url = token_url;
+        p.client_id = Some("logscan".into());
+        p.client_secret = Some(Secret::Inline(PKI_CLIENT_SECRET.into()));
+        p.verify_settle_secs = 0;
+    })
+    .await;
+    let (pki_done, pki_forged) = (
+        uuid::Uuid::new_v4().to_string(),
+        uuid::Uuid::new_v4().to_string(),
+    );
+    pki.dossier(&pki_done, "Declined", PKI_KEY);
+    pki.dossier(&pki_forged, "Active", PKI_KEY);
+    for tx in [&pki_done, &pki_forged] {
+        let r = pki_app
+            .client
+            .put(pki_app.url(&format!("/api/v1/transactions/pkisigning/{tx}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&personal_trigger("zaak-pki"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+    }
+    let reason = format!("{PKI_REASON} {EIGENAAR} {PHONE}");
+    for (tx, path) in [
+        (&pki_done, format!("/pkisigning/webhook/{PKI_PATH_TOKEN}")),
+        (&pki_forged, format!("/pkisigning/webhook/{PKI_PATH_TOKEN}")),
+        (&pki_done, format!("/pkisigning/webhook/{PKI_PATH_TOKEN}x")),
+    ] {
+        let status = if tx == &pki_done {
+            "Declined"
+        } else {
+            "Completed"
+        };
+        pki_app
+            .client
+            .post(pki_app.url(&path))
+            .json(&json!({"PkisId": tx, "DossierStatus": status, "Reason": reason, "AuthenticationKey": PKI_KEY}))
+            .send()
+            .await
+            .unwrap();
+    }
+    let got = pki_app.nrc.wait_for(1, Duration::from_secs(10)).await;
+    assert_eq!(got.len(), 1, "the verified refusal reaches the NRC");
+    assert!(got[0].body["kenmerken"]["reden"]
+        .as_str()
+        .unwrap()
+        .contains(PKI_REASON));
+    pki_app
+        .wait_events(&pki_forged, Duration::from_secs(10), |ev| {
+            ev.iter().any(|e| e["relay"]["state"] == "not_relayed")
+        })
+        .await;
+    pki_app.stop().await;
+    pki.stop().await;
+
     let text = logs.text();
     // The capture works: request lines and the app's own records are there.
     for expected in [
@@ -494,6 +567,10 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
         ("bearer marker", BEARER_MARKER.into()),
         ("query token", QUERY_SECRET.into()),
         ("NRC secret", NRC_SECRET.into()),
+        ("PKIsigning AuthenticationKey", PKI_KEY.into()),
+        ("PKIsigning path token", PKI_PATH_TOKEN.into()),
+        ("PKIsigning client secret", PKI_CLIENT_SECRET.into()),
+        ("PKIsigning reason", PKI_REASON.into()),
     ];
     let mut leaks = Vec::new();
     for (what, marker) in &markers {

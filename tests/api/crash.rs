@@ -17,6 +17,7 @@ use std::time::Duration;
 use rand::Rng;
 use serde_json::Value;
 use signrelay::testkit::nrc::{Behaviour, NrcStandIn};
+use signrelay::testkit::pkisigning::{Behaviour as PkiBehaviour, PkisigningStandIn};
 
 /// Deliveries the relay has in flight at once (`relay.concurrency`).
 const RELAY_CONCURRENCY: usize = 4;
@@ -39,22 +40,30 @@ impl Instance {
     /// reopened. A free port is picked per start; if another process grabs it meanwhile, the
     /// start is retried on a new one.
     async fn start(dir: &Path, store: &Path, nrc_url: &str, label: &str) -> Instance {
+        Instance::start_with(dir, store, nrc_url, label, "").await
+    }
+
+    /// As `start`, with more TOML (e.g. a vendor's section) after the test's own.
+    async fn start_with(
+        dir: &Path,
+        store: &Path,
+        nrc_url: &str,
+        label: &str,
+        more_toml: &str,
+    ) -> Instance {
         let mut tries = 0;
         loop {
             tries += 1;
             let port = free_port();
             let config = dir.join(format!("{label}.toml"));
-            std::fs::write(
-                &config,
-                serve_toml(
-                    &format!("127.0.0.1:{port}"),
-                    store,
-                    nrc_url,
-                    2,
-                    RELAY_CONCURRENCY,
-                ),
-            )
-            .unwrap();
+            let toml = serve_toml(
+                &format!("127.0.0.1:{port}"),
+                store,
+                nrc_url,
+                2,
+                RELAY_CONCURRENCY,
+            );
+            std::fs::write(&config, format!("{toml}\n{more_toml}")).unwrap();
             let log = dir.join(format!("{label}.log"));
             let instance = Instance {
                 child: Mutex::new(spawn_serve(&config, &log)),
@@ -142,6 +151,30 @@ impl Instance {
             status,
             v["outcome"].as_str().unwrap_or_default().to_string(),
         ))
+    }
+
+    async fn register_at(&self, vendor: &str, tx: &str) -> Result<u16, reqwest::Error> {
+        let r = self
+            .client
+            .put(self.url(&format!("/api/v1/transactions/{vendor}/{tx}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&trigger(&format!("zaak-{tx}")))
+            .send()
+            .await?;
+        Ok(r.status().as_u16())
+    }
+
+    /// Posts a PKIsigning webhook; the status and its `result`.
+    async fn pkisigning(&self, body: &Value) -> Result<(u16, String), reqwest::Error> {
+        let r = self
+            .client
+            .post(self.url("/pkisigning/webhook"))
+            .json(body)
+            .send()
+            .await?;
+        let status = r.status().as_u16();
+        let v: Value = r.json().await?;
+        Ok((status, v["result"].as_str().unwrap_or_default().to_string()))
     }
 
     /// `GET /readyz` (200 or 503; both carry the backlog).
@@ -396,5 +429,185 @@ async fn repeated_sigkill_under_load_loses_nothing() {
          {duplicates} duplicate notification(s) over {doubled} transaction(s)",
         acked.len(),
         per_tx.len()
+    );
+}
+
+const PKI_CLIENT: &str = "signrelay-crash";
+const PKI_SECRET: &str = "crash-pki-client-secret";
+
+/// The `[pkisigning]` section for the PKIsigning stand-in: fast retries, verification on,
+/// the platform's call limit as the stand-in enforces it. (Each process has its own budget, so
+/// restarts within a minute can exceed the platform's 100 per minute; the platform's 429 then
+/// pauses the calls. The tests that kill repeatedly raise the limit on both sides.)
+fn pkisigning_toml(pki: &PkisigningStandIn, calls_per_minute: usize) -> String {
+    pki.limit(calls_per_minute, Duration::from_secs(60));
+    format!(
+        r#"[pkisigning]
+enabled = true
+rate_limit_calls = {calls_per_minute}
+api_url = "{}"
+token_url = "{}"
+client_id = "{PKI_CLIENT}"
+client_secret = "{PKI_SECRET}"
+backoff_initial_ms = 20
+backoff_max_secs = 1
+timeout_secs = 2
+verify_settle_secs = 0
+
+[pkisigning.auth]
+method = "none"
+"#,
+        pki.api_url, pki.token_url
+    )
+}
+
+/// Acknowledged PKIsigning callbacks whose verification is pending (the platform answers
+/// 503), SIGKILL, restart with the platform up: every verified outcome is relayed, once.
+#[tokio::test]
+async fn pending_verifications_survive_sigkill() {
+    const N: usize = 30;
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
+        .await
+        .unwrap();
+    let pki = PkisigningStandIn::start(PKI_CLIENT, PKI_SECRET)
+        .await
+        .unwrap();
+    pki.behave(PkiBehaviour::Fail(503));
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let extra = pkisigning_toml(&pki, 100_000);
+    let ids: Vec<String> = (0..N).map(|_| uuid::Uuid::new_v4().to_string()).collect();
+    let first = Instance::start_with(dir.path(), &store, &nrc.url, "first", &extra).await;
+    for (i, id) in ids.iter().enumerate() {
+        let status = if i % 3 == 0 { "Declined" } else { "Completed" };
+        pki.dossier(id, status, &format!("key-{i}"));
+        assert_eq!(first.register_at("pkisigning", id).await.unwrap(), 201);
+        let (s, result) = first
+            .pkisigning(&pki.webhook_body(id, status, ""))
+            .await
+            .unwrap();
+        assert_eq!((s, result.as_str()), (200, "recorded"), "{id}");
+    }
+    let asked = eventually(Duration::from_secs(10), || {
+        (pki.calls().iter().filter(|c| c.kind == "request").count() >= N).then_some(())
+    })
+    .await;
+    assert!(asked.is_some(), "verifications were not attempted");
+    first.kill();
+    assert!(
+        nrc.received().is_empty(),
+        "nothing was verified, so nothing relayed"
+    );
+
+    pki.behave(PkiBehaviour::Normal);
+    let second = Instance::start_with(dir.path(), &store, &nrc.url, "second", &extra).await;
+    let all = eventually(Duration::from_secs(30), || {
+        let per_tx = received_per_tx(&nrc);
+        ids.iter().all(|t| per_tx.contains_key(t)).then_some(())
+    })
+    .await;
+    let per_tx = received_per_tx(&nrc);
+    let missing: Vec<&String> = ids.iter().filter(|t| !per_tx.contains_key(*t)).collect();
+    assert!(all.is_some(), "lost after the restart: {missing:?}");
+    let ready = second.wait_drained(Duration::from_secs(10)).await;
+    let per_tx = received_per_tx(&nrc);
+    let doubled: Vec<(&String, &usize)> = per_tx.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(doubled.is_empty(), "not exactly once: {doubled:?}");
+    for (i, r) in ids.iter().map(|id| received_for_tx(&nrc, id)).enumerate() {
+        let actie = if i % 3 == 0 {
+            "OndertekenenAfgebroken"
+        } else {
+            "OndertekenenVoltooid"
+        };
+        assert_eq!(r["actie"], actie);
+    }
+    assert_eq!(ready["backlog"]["dead_letters"], 0, "{ready}");
+    assert_eq!(ready["backlog"]["quarantine"], 0, "{ready}");
+    println!("crash: {N} PKIsigning callbacks pending verification, SIGKILL, restart: {N} relayed exactly once");
+}
+
+fn received_for_tx(nrc: &NrcStandIn, tx: &str) -> Value {
+    nrc.received()
+        .into_iter()
+        .find(|r| r.body["kenmerken"]["transaction_id"] == tx)
+        .map(|r| r.body)
+        .unwrap()
+}
+
+/// Repeated SIGKILLs while PKIsigning callbacks are acknowledged, verified and relayed: every
+/// acknowledged one reaches the NRC, none more than the at-least-once window allows.
+#[tokio::test]
+async fn sigkills_during_verification_lose_nothing() {
+    const ROUNDS: usize = 6;
+    const TASKS: usize = 4;
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
+        .await
+        .unwrap();
+    let pki = Arc::new(
+        PkisigningStandIn::start(PKI_CLIENT, PKI_SECRET)
+            .await
+            .unwrap(),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let store = dir.path().join("store");
+    let extra = pkisigning_toml(&pki, 100_000);
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    for round in 0..ROUNDS {
+        let label = format!("pki-round-{round}");
+        let instance = Instance::start_with(dir.path(), &store, &nrc.url, &label, &extra).await;
+        instance.wait_drained(Duration::from_secs(15)).await;
+        let instance = Arc::new(instance);
+        let tasks: Vec<_> = (0..TASKS)
+            .map(|_| {
+                let (instance, pki, acked) = (instance.clone(), pki.clone(), acked.clone());
+                tokio::spawn(async move {
+                    loop {
+                        let id = uuid::Uuid::new_v4().to_string();
+                        pki.dossier(&id, "Completed", "k");
+                        if instance.register_at("pkisigning", &id).await.ok() != Some(201) {
+                            return;
+                        }
+                        match instance
+                            .pkisigning(&pki.webhook_body(&id, "Completed", ""))
+                            .await
+                        {
+                            Ok((200, r)) if r == "recorded" => acked.lock().unwrap().push(id),
+                            _ => return,
+                        }
+                    }
+                })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(rand::rng().random_range(50..=300u64))).await;
+        instance.kill();
+        for t in tasks {
+            tokio::time::timeout(Duration::from_secs(10), t)
+                .await
+                .expect("firing task ends after the kill")
+                .unwrap();
+        }
+    }
+    let last = Instance::start_with(dir.path(), &store, &nrc.url, "pki-final", &extra).await;
+    let acked: Vec<String> = acked.lock().unwrap().clone();
+    assert!(!acked.is_empty(), "nothing acknowledged");
+    let all = eventually(Duration::from_secs(30), || {
+        let per_tx = received_per_tx(&nrc);
+        acked.iter().all(|t| per_tx.contains_key(t)).then_some(())
+    })
+    .await;
+    let ready = last.wait_drained(Duration::from_secs(20)).await;
+    let per_tx = received_per_tx(&nrc);
+    let missing: Vec<&String> = acked.iter().filter(|t| !per_tx.contains_key(*t)).collect();
+    assert!(all.is_some() && missing.is_empty(), "lost: {missing:?}");
+    let duplicates: usize = per_tx.values().map(|n| n - 1).sum();
+    assert!(per_tx.values().all(|n| *n <= 2), "{per_tx:?}");
+    assert!(
+        duplicates <= ROUNDS * RELAY_CONCURRENCY,
+        "{duplicates} duplicates after {ROUNDS} kills"
+    );
+    assert_eq!(ready["backlog"]["dead_letters"], 0, "{ready}");
+    println!(
+        "crash: {ROUNDS} SIGKILLs during PKIsigning verification, {} acknowledged, all relayed, {duplicates} duplicate(s)",
+        acked.len()
     );
 }

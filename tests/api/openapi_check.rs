@@ -186,3 +186,32 @@ pub fn documented_response<'a>(
     });
     resolve(doc, r)
 }
+
+/// Asserts that `status` is documented for the operation and that the body conforms to the
+/// schema of its media type (`*/*`: bytes as received, not checked).
+pub fn assert_answer_documented(
+    doc: &Value,
+    (path, method): (&str, &str),
+    status: u16,
+    content_type: &str,
+    body: &[u8],
+    what: &str,
+) {
+    let op = operation(doc, path, method);
+    let response = documented_response(doc, op, status, what);
+    match response["content"].as_object() {
+        None => assert!(body.is_empty(), "{what}: a body where none is documented"),
+        Some(types) if types.contains_key("*/*") => {}
+        Some(types) => {
+            let media = content_type.split(';').next().unwrap().trim();
+            let schema = types
+                .get(media)
+                .unwrap_or_else(|| panic!("{what}: {media} is not documented: {types:?}"));
+            if media.ends_with("json") {
+                let body: Value =
+                    serde_json::from_slice(body).unwrap_or_else(|_| panic!("{what}: not JSON"));
+                assert_conforms(doc, &schema["schema"], &body, what);
+            }
+        }
+    }
+}

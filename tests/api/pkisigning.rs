@@ -1,4 +1,5 @@
 use crate::helpers::*;
+use crate::openapi_check::{assert_answer_documented, base, load};
 
 // PKIsigning's webhook and the verification of each terminal status with a real HTTP
 // PKIsigning stand-in (OAuth2 token endpoint, the request API with callback keys, the
@@ -509,4 +510,77 @@ async fn delivered_event_within(app: &TestApp, tx: &str, timeout: Duration) -> V
         .await;
     assert_eq!(ev.len(), 1, "{ev:#?}");
     ev[0].clone()
+}
+
+#[tokio::test]
+async fn the_webhook_document_describes_every_answer_the_server_gives() {
+    let doc = load("pkisigning-webhook.yaml");
+    assert_eq!(doc["openapi"], "3.0.3");
+    let pki = PkisigningStandIn::start(CLIENT, CLIENT_SECRET)
+        .await
+        .unwrap();
+    let app = pki_app(&pki, |c| c.vendors.pkisigning.body_limit_kib = 1).await;
+    assert_eq!(base(&doc), "/pkisigning");
+    let id = guid();
+    pki.dossier(&id, "Completed", "k");
+    let examples =
+        &doc["paths"]["/webhook"]["post"]["requestBody"]["content"]["application/json"]["examples"];
+    let mut bodies: Vec<(&str, String)> = examples
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|e| ("documented example", e["value"].to_string()))
+        .collect();
+    bodies.push((
+        "progress",
+        json!({"PkisId": id, "DossierStatus": "Active"}).to_string(),
+    ));
+    bodies.push(("malformed", "{".into()));
+    bodies.push(("too large", format!("{{\"x\": \"{}\"}}", "x".repeat(2048))));
+    let mut statuses = std::collections::BTreeSet::new();
+    for (what, body) in bodies {
+        let r = app
+            .client
+            .post(app.url("/pkisigning/webhook"))
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let ct = header_of(r.headers(), "content-type").to_string();
+        let bytes = r.bytes().await.unwrap();
+        assert_answer_documented(&doc, ("/webhook", "post"), status, &ct, &bytes, what);
+        statuses.insert(status);
+    }
+    // Unwritable store: payloads over 64 KiB are archived as files (see gosign_rest.rs).
+    let app2 = pki_app(&pki, |c| c.vendors.pkisigning.body_limit_kib = 128).await;
+    let payloads = app2.store_path.join("payloads");
+    std::fs::remove_dir_all(&payloads).unwrap();
+    std::fs::write(&payloads, b"not a directory").unwrap();
+    let big = json!({"PkisId": id, "DossierStatus": "Active", "Reason": "x".repeat(60 * 1024), "Padding": "y".repeat(8 * 1024)});
+    let r = app2
+        .client
+        .post(app2.url("/pkisigning/webhook"))
+        .header("Content-Type", "application/json")
+        .body(big.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = r.status().as_u16();
+    assert_eq!(header_of(r.headers(), "retry-after"), "30");
+    let ct = header_of(r.headers(), "content-type").to_string();
+    let bytes = r.bytes().await.unwrap();
+    assert_answer_documented(
+        &doc,
+        ("/webhook", "post"),
+        status,
+        &ct,
+        &bytes,
+        "store unwritable",
+    );
+    statuses.insert(status);
+    assert_eq!(statuses, [200, 413, 503].into_iter().collect());
+    std::fs::remove_file(&payloads).unwrap();
+    std::fs::create_dir(&payloads).unwrap();
 }
