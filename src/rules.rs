@@ -287,8 +287,14 @@ mod tests {
         let not_relayed = RelayState::NotRelayed {
             why: NotRelayed::Contradicted,
         };
-        assert_eq!(contradicted(&event, Some(mine)), (not_relayed.clone(), true));
-        assert_eq!(contradicted(&event, Some(other)), (not_relayed.clone(), false));
+        assert_eq!(
+            contradicted(&event, Some(mine)),
+            (not_relayed.clone(), true)
+        );
+        assert_eq!(
+            contradicted(&event, Some(other)),
+            (not_relayed.clone(), false)
+        );
         assert_eq!(contradicted(&event, None), (not_relayed, false));
     }
 

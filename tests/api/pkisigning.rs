@@ -584,3 +584,34 @@ async fn the_webhook_document_describes_every_answer_the_server_gives() {
     std::fs::remove_file(&payloads).unwrap();
     std::fs::create_dir(&payloads).unwrap();
 }
+
+#[tokio::test]
+async fn a_callback_before_its_registration_is_verified_then_waits_for_it() {
+    let pki = PkisigningStandIn::start(CLIENT, CLIENT_SECRET)
+        .await
+        .unwrap();
+    let app = pki_app(&pki, |_| {}).await;
+    let id = guid();
+    pki.dossier(&id, "Withdrawn", "k");
+    // Registered in another spelling of the same GUID, after the callback.
+    post_recorded(&app, &pki.webhook_body(&id.to_uppercase(), "Withdrawn", "")).await;
+    let ev = app
+        .wait_events(&id, WAIT, |ev| {
+            ev.iter().any(|e| e["relay"]["state"] == "parked")
+        })
+        .await;
+    assert_eq!(ev.len(), 1);
+    assert_eq!(api_calls(&pki), 1, "verified before the registration");
+    let zaak = register_tx(&app, "pkisigning", &format!("{{{}}}", id.to_uppercase())).await;
+    delivered_event(&app, &id).await;
+    assert_notified(
+        &app,
+        &id,
+        &zaak,
+        "OndertekenenAfgebroken",
+        Some("ingetrokken"),
+    );
+    // An id that is no GUID cannot be a PKIsigning transaction.
+    let r = app.register_at("pkisigning", "ENV-1", "zaak-x").await;
+    assert_eq!(r.status().as_u16(), 400);
+}
