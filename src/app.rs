@@ -93,6 +93,15 @@ impl Application {
             },
         )?;
 
+        // Jobs that always exist (pollers): queued once, ever.
+        for c in connectors.all() {
+            for (key, task) in c.standing_jobs() {
+                let job = crate::jobs::Job::new(task, chrono::Utc::now());
+                let once = format!("{}{}/{key}", crate::store::STANDING, c.vendor());
+                dyn_store.enqueue(job, Some(once)).await?;
+            }
+        }
+
         let mut workers = Vec::new();
         if config.relay.enabled {
             let backoff = Backoff {

@@ -179,11 +179,6 @@ pub enum Attempt {
     /// callback): it is not relayed, but quarantined with `reason`, and the transaction's
     /// outcome stays open for the vendor's next callback.
     Contradicted { reason: String },
-    /// Run again at `at` (a poller), optionally with new data; not a failure.
-    Again {
-        at: DateTime<Utc>,
-        data: Option<serde_json::Value>,
-    },
 }
 
 /// What a finished job leaves behind, written in the same atomic write that completes it.
@@ -193,6 +188,25 @@ pub struct Done {
     pub record: Vec<(NewEvent, RawPayload)>,
     /// Jobs that follow from it (e.g. a confirmation once the fetched status is durable).
     pub then: Vec<Task>,
+    /// A job that runs again (a poller): when, and with what data if it changes.
+    pub again: Option<Again>,
+}
+
+/// When a standing job (a poller) runs next; not a failure.
+#[derive(Debug, Clone)]
+pub struct Again {
+    pub at: DateTime<Utc>,
+    pub data: Option<serde_json::Value>,
+}
+
+impl Done {
+    /// A poller's turn that found nothing: run again at `at`.
+    pub fn again_at(at: DateTime<Utc>) -> Done {
+        Done {
+            again: Some(Again { at, data: None }),
+            ..Done::default()
+        }
+    }
 }
 
 /// What the store applies to a job, as the worker decided it.
@@ -212,22 +226,18 @@ pub enum JobResult {
     Contradicted {
         reason: String,
     },
-    Again {
-        due: DateTime<Utc>,
-        data: Option<serde_json::Value>,
-    },
 }
 
 impl JobResult {
     /// Label for metrics and logs.
     pub fn label(&self) -> &'static str {
         match self {
+            JobResult::Done(d) if d.again.is_some() => "again",
             JobResult::Done(_) => "done",
             JobResult::Retry { .. } => "retry",
             JobResult::DeadLetter { .. } => "dead_letter",
             JobResult::Park => "parked",
             JobResult::Contradicted { .. } => "contradicted",
-            JobResult::Again { .. } => "again",
         }
     }
 }

@@ -14,7 +14,7 @@ use uuid::Uuid;
 
 use crate::health::Health;
 use crate::jobs::backoff::Pacer;
-use crate::jobs::{Attempt, Job, JobHandler, JobResult, LaneSettings, Party};
+use crate::jobs::{Attempt, Done, Job, JobHandler, JobResult, LaneSettings, Party};
 use crate::store::Store;
 use crate::telemetry::Metrics;
 
@@ -290,10 +290,6 @@ impl Lane {
                 self.pacer.success();
                 JobResult::Done(done)
             }
-            Attempt::Again { at, data } => {
-                self.pacer.success();
-                JobResult::Again { due: at, data }
-            }
             Attempt::Retry {
                 error,
                 retry_after,
@@ -360,7 +356,6 @@ impl Lane {
                 JobResult::DeadLetter { .. } => "dead_letter",
                 JobResult::Park => "parked",
                 JobResult::Contradicted { .. } => "contradicted",
-                JobResult::Again { .. } => "again",
             };
             self.metrics.deliveries.with_label_values(&[label]).inc();
             let latency = match result {
@@ -377,6 +372,11 @@ impl Lane {
         }
         let event_id = job.task.event_id().map(tracing::field::display);
         match result {
+            JobResult::Done(Done {
+                again: Some(again), ..
+            }) => {
+                tracing::debug!(job_id = %job.id, party = party.as_str(), due = %again.at, "job runs again later")
+            }
             JobResult::Done(_) if party == Party::Nrc => {
                 tracing::info!(event_id, "delivered to the NRC")
             }
@@ -392,9 +392,6 @@ impl Lane {
             JobResult::Park => tracing::info!(event_id, "no registration; parked"),
             JobResult::Contradicted { .. } => {
                 tracing::warn!(job_id = %job.id, event_id, party = party.as_str(), task = %job.task.label(), "callback contradicted by the vendor; quarantined")
-            }
-            JobResult::Again { due, .. } => {
-                tracing::debug!(job_id = %job.id, party = party.as_str(), %due, "job runs again later")
             }
         }
     }

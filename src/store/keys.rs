@@ -22,6 +22,7 @@ pub const REGISTRATION: &[u8] = b"r/"; // r/<vendor>\0<tx>  -> Registration json
 pub const WITHDRAWN: &[u8] = b"w/"; // w/<vendor>\0<tx>    -> withdrawn-at ms (tombstone)
 pub const DEAD: &[u8] = b"l/"; // l/<event uuid>            -> DeadLetter json
 pub const QUARANTINE: &[u8] = b"q/"; // q/<uuid>            -> QuarantineEntry json
+pub const ONCE: &[u8] = b"n/"; // n/<once key>             -> job uuid + queued-at ms
 pub const PROBE: &[u8] = b"m/probe";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
@@ -100,6 +101,10 @@ pub fn parked(vendor: Vendor, tx: &TransactionId, id: Uuid) -> Vec<u8> {
 pub fn parked_event(key: &[u8]) -> Option<Uuid> {
     let tail = key.get(key.len().checked_sub(16)?..)?;
     Uuid::from_slice(tail).ok()
+}
+
+pub fn once(key: &str) -> Vec<u8> {
+    cat(&[ONCE, key.as_bytes()])
 }
 
 pub fn dead(id: Uuid) -> Vec<u8> {

@@ -111,6 +111,17 @@ pub struct TransactionState {
     pub terminal: Option<TerminalOutcome>,
 }
 
+/// What `enqueue` did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Enqueued {
+    New(Uuid),
+    /// The `once` key was seen before: this job was queued then.
+    Existing(Uuid),
+}
+
+/// The prefix of `once` keys that are never purged: jobs that always exist (pollers).
+pub const STANDING: &str = "standing/";
+
 /// Whether a registration was new and how many parked events it released.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Registered {
@@ -172,6 +183,11 @@ pub trait Store: Send + Sync + 'static {
     /// until it returns the worker keeps the job in flight, and a crash before then runs the
     /// job again (at least once).
     async fn complete(&self, job: &Job, result: JobResult) -> Result<(), StoreError>;
+    /// Queues a job of its own (not a callback's step), durable on return. With `once`, a job
+    /// is queued only the first time the key is seen (a browser reloading an exit URL, a
+    /// poller seeded at every start): the answer names the job queued then. Keys are purged
+    /// with the retention, except those of standing jobs (`standing/…`), which live forever.
+    async fn enqueue(&self, job: Job, once: Option<String>) -> Result<Enqueued, StoreError>;
     /// Queues a dead letter's job again, as it was; returns it as queued.
     async fn replay(&self, id: Uuid) -> Result<Job, StoreError>;
     /// Returns once everything a reader can see now is durable.

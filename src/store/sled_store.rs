@@ -15,8 +15,8 @@ use super::archive::Archive;
 use super::keys;
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
-    Depths, EventQuery, NewEvent, NewQuarantine, QuarantineEntry, RawPayload, Recorded, Registered,
-    Store, StoreError, TransactionState,
+    Depths, Enqueued, EventQuery, NewEvent, NewQuarantine, QuarantineEntry, RawPayload, Recorded,
+    Registered, Store, StoreError, TransactionState, STANDING,
 };
 use crate::event::{RelayState, SigningEvent, TransactionId, Vendor};
 use crate::jobs::{DeadLetter, Job, JobResult, Party, Task};
@@ -480,6 +480,20 @@ fn complete_in(
             for task in done.then {
                 queue(s, &Job::new(task, now));
             }
+            if let Some(again) = done.again {
+                // A standing job (a poller): queued again, its data updated.
+                let mut next = Job {
+                    due: again.at,
+                    attempts: 0,
+                    last_error: None,
+                    ..current
+                };
+                if let (Some(d), Task::Vendor(v)) = (again.data, &mut next.task) {
+                    v.data = d;
+                }
+                queue(s, &next);
+                return Ok(());
+            }
             if let Some(event) = event {
                 let reg = registered(s, &event)?;
                 let next = rules::advance(&event, current.task.step(), reg, attempts, now);
@@ -519,18 +533,6 @@ fn complete_in(
             if let Some(event) = event {
                 contradict(s, event, reason)?;
             }
-        }
-        JobResult::Again { due, data } => {
-            let mut next = Job {
-                due,
-                attempts: 0,
-                last_error: None,
-                ..current
-            };
-            if let (Some(d), Task::Vendor(v)) = (data, &mut next.task) {
-                v.data = d;
-            }
-            queue(s, &next);
         }
     }
     Ok(())
@@ -708,6 +710,29 @@ impl Store for SledStore {
             .await
     }
 
+    async fn enqueue(&self, job: Job, once: Option<String>) -> Result<Enqueued, StoreError> {
+        self.usable()?;
+        self.room()?;
+        self.writer
+            .write(move |s| {
+                if let Some(k) = &once {
+                    if let Some(v) = s.get(&keys::once(k))? {
+                        return Ok(Enqueued::Existing(uuid_at(
+                            v.get(..16).unwrap_or_default(),
+                        )?));
+                    }
+                }
+                queue(s, &job);
+                if let Some(k) = once {
+                    let mut v = job.id.as_bytes().to_vec();
+                    v.extend_from_slice(&keys::ms(Utc::now()));
+                    s.insert(keys::once(&k), v);
+                }
+                Ok(Enqueued::New(job.id))
+            })
+            .await
+    }
+
     async fn replay(&self, id: Uuid) -> Result<Job, StoreError> {
         self.writer
             .write(move |s| {
@@ -789,6 +814,15 @@ impl Store for SledStore {
                 quarantined.push(q);
             }
         }
+        let mut onces = Vec::new();
+        for kv in self.tree.scan_prefix(keys::ONCE) {
+            let (k, v) = kv?;
+            let standing = k[keys::ONCE.len()..].starts_with(STANDING.as_bytes());
+            let at = v.get(16..).and_then(keys::from_ms);
+            if !standing && at.is_some_and(|t| t < cutoff) {
+                onces.push(k.to_vec());
+            }
+        }
         let n = candidates.len() + quarantined.len();
         let archive = self.archive.clone();
         let files: Vec<Uuid> = candidates
@@ -811,6 +845,9 @@ impl Store for SledStore {
         }
         self.writer
             .write(move |s| {
+                for k in onces {
+                    s.remove(k);
+                }
                 for q in quarantined {
                     s.remove(keys::delivery(&q.dedup_key));
                     s.remove(keys::quarantine(q.id));
@@ -1408,6 +1445,55 @@ mod tests {
         );
         assert_eq!(s.depths().parked, 0);
         assert_eq!(s.dead_letters().await.unwrap()[0].event_id, Some(e.id));
+    }
+
+    #[tokio::test]
+    async fn a_job_queued_once_is_queued_once_and_standing_keys_outlive_the_purge() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let task = |name: &str| {
+            Task::Vendor(crate::jobs::VendorTask {
+                vendor: Vendor::Posten,
+                event_id: None,
+                name: name.into(),
+                data: serde_json::json!({}),
+            })
+        };
+        let party = Party::Vendor(Vendor::Posten);
+        let first = s
+            .enqueue(Job::new(task("fetch"), Utc::now()), Some("exit/abc".into()))
+            .await
+            .unwrap();
+        let Enqueued::New(id) = first else {
+            panic!("{first:?}")
+        };
+        let again = s
+            .enqueue(Job::new(task("fetch"), Utc::now()), Some("exit/abc".into()))
+            .await
+            .unwrap();
+        assert_eq!(again, Enqueued::Existing(id));
+        let standing = format!("{STANDING}posten/poll");
+        s.enqueue(Job::new(task("poll"), Utc::now()), Some(standing.clone()))
+            .await
+            .unwrap();
+        assert_eq!(s.due(party, Utc::now(), 10).await.unwrap().len(), 2);
+        s.purge(Utc::now() + chrono::Duration::seconds(1))
+            .await
+            .unwrap();
+        // The purged key may be queued anew; the standing one never.
+        assert!(matches!(
+            s.enqueue(Job::new(task("fetch"), Utc::now()), Some("exit/abc".into()))
+                .await
+                .unwrap(),
+            Enqueued::New(_)
+        ));
+        assert!(matches!(
+            s.enqueue(Job::new(task("poll"), Utc::now()), Some(standing))
+                .await
+                .unwrap(),
+            Enqueued::Existing(_)
+        ));
+        assert_eq!(s.due(party, Utc::now(), 10).await.unwrap().len(), 3);
     }
 
     #[tokio::test]

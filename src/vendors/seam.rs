@@ -125,6 +125,11 @@ pub trait Connector: Send + Sync {
     fn jobs(&self) -> Option<(LaneSettings, Arc<dyn JobHandler>)> {
         None
     }
+    /// Jobs that always exist while the vendor is enabled (pollers), by a key of their own:
+    /// queued at start unless queued before.
+    fn standing_jobs(&self) -> Vec<(String, crate::jobs::Task)> {
+        Vec::new()
+    }
     /// The contracts it serves at `/openapi/{name}`: (name, YAML).
     fn contracts(&self) -> Vec<(&'static str, &'static str)> {
         Vec::new()
