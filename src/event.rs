@@ -85,8 +85,11 @@ pub struct DocumentRef {
     /// The vendor's id for the document.
     pub external_id: String,
     pub mime_type: Option<String>,
-    /// Size of the decoded document in bytes.
+    /// Size of the decoded document in bytes (0 when it is fetched from `url`).
     pub size: u64,
+    /// Where the vendor serves the signed document, when it is not inline (Posten's PAdES).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub url: Option<String>,
 }
 
 /// A vendor's id of a signing transaction, as it may appear in a path and a store key:

@@ -6,6 +6,7 @@
 
 pub mod gosign;
 pub mod pkisigning;
+pub mod posten;
 pub mod receive;
 pub mod seam;
 pub mod soap;
@@ -61,6 +62,7 @@ macro_rules! vendor_list {
 vendor_list! {
     gosign: gosign::config::GosignConfig,
     pkisigning: pkisigning::config::PkisigningConfig,
+    posten: posten::config::PostenConfig,
     #[cfg(feature = "throwaway-vendor")]
     throwaway: throwaway::ThrowawayConfig,
 }

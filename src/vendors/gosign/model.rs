@@ -334,6 +334,7 @@ fn documents(docs: Option<&[Document<'_>]>) -> Vec<DocumentRef> {
             external_id: d.id(),
             mime_type: d.mime().map(str::to_string),
             size: d.base64().map(decoded_len).unwrap_or(0),
+            url: None,
         })
         .collect()
 }

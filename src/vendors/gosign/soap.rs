@@ -116,6 +116,7 @@ pub fn notification(op: &Element<'_>) -> Result<Notification, Rejection> {
                     model::decoded_len(&compact)
                 })
                 .unwrap_or(0),
+            url: None,
         })
         .collect();
     Ok(Notification {
