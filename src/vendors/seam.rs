@@ -66,7 +66,7 @@ impl Wiring<'_> {
     /// bodies over 1 MiB in memory at once.
     pub fn body_limits(&self, limit_mib: usize, large_in_flight: usize) -> BodyLimits {
         BodyLimits::new(
-            limit_mib * 1024 * 1024,
+            limit_mib.saturating_mul(1024 * 1024),
             large_in_flight,
             self.settings.client_timeout * 4,
         )

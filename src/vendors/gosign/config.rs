@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+use crate::config::within;
 use crate::secret::Secret;
 use crate::vendors::seam::Settings;
 
@@ -163,6 +164,22 @@ impl Default for GosignRestConfig {
     }
 }
 
+/// A surface's body limit (MiB) and large bodies in flight, within their bounds.
+fn body_bounds(errs: &mut Vec<String>, surface: &str, limit_mib: usize, in_flight: usize) {
+    within(
+        errs,
+        &format!("{surface}.body_limit_mib"),
+        limit_mib,
+        1..=1024,
+    );
+    within(
+        errs,
+        &format!("{surface}.large_bodies_in_flight"),
+        in_flight,
+        1..=64,
+    );
+}
+
 impl GosignConfig {
     /// What is wrong with the section, each message naming its key.
     pub fn validate(&self, settings: &Settings) -> Vec<String> {
@@ -182,11 +199,12 @@ impl GosignConfig {
                     }
                 }
             }
-            if self.rest.body_limit_mib == 0 || self.rest.large_bodies_in_flight == 0 {
-                errs.push(
-                    "gosign.rest.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
+            body_bounds(
+                &mut errs,
+                "gosign.rest",
+                self.rest.body_limit_mib,
+                self.rest.large_bodies_in_flight,
+            );
         }
         let soap = &self.soap;
         if soap.enabled {
@@ -211,11 +229,12 @@ impl GosignConfig {
                     }
                 }
             }
-            if soap.body_limit_mib == 0 || soap.large_bodies_in_flight == 0 {
-                errs.push(
-                    "gosign.soap.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
+            body_bounds(
+                &mut errs,
+                "gosign.soap",
+                soap.body_limit_mib,
+                soap.large_bodies_in_flight,
+            );
         }
         let w = &self.workability;
         match w.policy {
@@ -239,9 +258,18 @@ impl GosignConfig {
                 errs.push(format!("gosign.workability.forward_bearer: {e}"));
             }
         }
-        if w.timeout_ms == 0 {
-            errs.push("gosign.workability.timeout_ms must be > 0".into());
-        }
+        within(
+            &mut errs,
+            "gosign.workability.timeout_ms",
+            w.timeout_ms,
+            1..=60_000,
+        );
+        within(
+            &mut errs,
+            "gosign.workability.cache_secs",
+            w.cache_secs,
+            0..=86_400,
+        );
         errs
     }
 
