@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::archive::Archive;
+use super::archive::{Archive, ORPHAN_AGE};
 use super::keys;
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
@@ -175,6 +175,21 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Removes payload files that no record refers to and that are older than `age`, except
+    /// those whose batch is on its way (claimed); returns how many.
+    pub async fn sweep_orphans(&self, age: std::time::Duration) -> Result<usize, StoreError> {
+        let tree = self.tree.clone();
+        let archive = self.archive.clone();
+        tokio::task::spawn_blocking(move || {
+            archive.sweep_orphans(
+                |id| tree.contains_key(keys::payload(id)).unwrap_or(true),
+                age,
+            )
+        })
+        .await
+        .map_err(|_| StoreError::Closed)
     }
 
     /// Fails once a group commit has failed: what the tree holds may not be on disk.
@@ -513,12 +528,22 @@ impl Store for SledStore {
             self.writer.write(|_| Ok(())).await?;
             return Ok(Recorded::Duplicate { event_id });
         }
-        let archive_id = Uuid::now_v7();
+        // Claimed: the orphan sweep leaves its file alone until the batch is in.
+        let claim = self.archive.claim();
+        let archive_id = claim.id;
+        let large = Archive::goes_to_file(&payload);
         let encoded = self.encode_payload(archive_id, payload).await?;
         let policy = self.options.policy;
-        self.writer
+        let recorded = self
+            .writer
             .write(move |s| record_in(s, policy, new, archive_id, encoded))
-            .await
+            .await;
+        if large && matches!(recorded, Ok(Recorded::Duplicate { .. })) {
+            // Nothing refers to the file written for it.
+            self.archive.remove_file(archive_id);
+        }
+        drop(claim);
+        recorded
     }
 
     async fn quarantine(
@@ -534,7 +559,8 @@ impl Store for SledStore {
                 return parse("quarantine", &q);
             }
         }
-        let archive_id = Uuid::now_v7();
+        let claim = self.archive.claim();
+        let archive_id = claim.id;
         let encoded = self.encode_payload(archive_id, payload).await?;
         let entry = QuarantineEntry {
             id: Uuid::now_v7(),
@@ -546,7 +572,8 @@ impl Store for SledStore {
             caller: q.caller,
             dedup_key: q.dedup_key,
         };
-        self.writer
+        let kept = self
+            .writer
             .write(move |s| {
                 if let Some(id) = s.get(&dkey)? {
                     if let Some(q) = s.get(&keys::quarantine(uuid_at(&id)?))? {
@@ -559,7 +586,13 @@ impl Store for SledStore {
                 s.deltas.quarantine += 1;
                 Ok(entry)
             })
-            .await
+            .await;
+        if matches!(&kept, Ok(q) if q.archive_id != archive_id) {
+            // Quarantined before: nothing refers to what was written for this one.
+            self.archive.remove_file(archive_id);
+        }
+        drop(claim);
+        kept
     }
 
     async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
@@ -656,20 +689,25 @@ impl Store for SledStore {
 
     async fn complete(&self, job: &Job, mut result: JobResult) -> Result<(), StoreError> {
         let mut records = Vec::new();
+        let mut claims = Vec::new();
         if let JobResult::Done(done) = &mut result {
             self.usable()?;
             for (new, payload) in done.record.drain(..) {
-                let archive_id = Uuid::now_v7();
-                let encoded = self.encode_payload(archive_id, payload).await?;
-                records.push((new, archive_id, encoded));
+                let claim = self.archive.claim();
+                let encoded = self.encode_payload(claim.id, payload).await?;
+                records.push((new, claim.id, encoded));
+                claims.push(claim);
             }
         }
         let (job, policy) = (job.clone(), self.options.policy);
         // Lazy: until it is durable the worker keeps the job in flight, and a crash before
         // that runs it once more (at least once), so it need not cost a sync of its own.
-        self.writer
+        let completed = self
+            .writer
             .write_lazy(move |s| complete_in(s, policy, &job, result, records))
-            .await
+            .await;
+        drop(claims);
+        completed
     }
 
     async fn replay(&self, id: Uuid) -> Result<Job, StoreError> {
@@ -773,31 +811,25 @@ impl Store for SledStore {
                 })
                 .await?;
         }
-        self.writer
-            .write(move |s| {
-                for q in quarantined {
-                    s.remove(keys::delivery(&q.dedup_key));
-                    s.remove(keys::quarantine(q.id));
-                    s.remove(keys::payload(q.archive_id));
-                    s.deltas.quarantine -= 1;
-                }
-                Ok(())
-            })
-            .await?;
+        if !quarantined.is_empty() {
+            self.writer
+                .write(move |s| {
+                    for q in quarantined {
+                        s.remove(keys::delivery(&q.dedup_key));
+                        s.remove(keys::quarantine(q.id));
+                        s.remove(keys::payload(q.archive_id));
+                        s.deltas.quarantine -= 1;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         for id in files {
             archive.remove_file(id);
         }
-        let tree = self.tree.clone();
-        let age = (Utc::now() - cutoff).to_std().unwrap_or_default();
-        let sweep = archive.clone();
-        tokio::task::spawn_blocking(move || {
-            sweep.sweep_orphans(
-                |id| tree.contains_key(keys::payload(id)).unwrap_or(true),
-                age,
-            )
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?;
+        // Orphans by their own safe age, never the retention's: a retention of 0 would take
+        // a file whose batch is still on its way.
+        self.sweep_orphans(ORPHAN_AGE).await?;
         Ok(n)
     }
 
@@ -1347,6 +1379,102 @@ mod tests {
                 why: NotRelayed::RepeatedOutcome
             }
         );
+    }
+
+    /// A large payload's file is written before the batch that refers to it. A sweep in
+    /// between (a purge with a retention of 0 once swept files of any age) must leave it: the
+    /// callback is acknowledged once the batch commits. An orphan, claimed by nobody and
+    /// referred to by nothing, is still swept.
+    #[tokio::test]
+    async fn a_payload_file_waiting_for_its_batch_survives_a_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(dir.path()));
+        let files = dir.path().join("payloads");
+        let orphan = files.join(Uuid::now_v7().simple().to_string());
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        // Hold the writer, as a slow commit would.
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = s.writer.clone();
+        let hold = tokio::spawn(async move {
+            writer
+                .write(move |_| {
+                    let _ = held_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+        });
+        held_rx.await.unwrap();
+        let size = super::super::archive::INLINE_MAX * 4;
+        let record = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.record(new_event("T1", Outcome::Completed, "k"), payload(size))
+                    .await
+            })
+        };
+        // Its file is there (and fsynced) while its batch waits behind the held writer.
+        let waiting = |f: &std::path::Path| {
+            std::fs::read_dir(f)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path() != orphan && !e.file_name().to_string_lossy().contains('.'))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while waiting(&files) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no payload file written"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(!record.is_finished());
+        // A sweep that takes files of any age.
+        assert_eq!(s.sweep_orphans(std::time::Duration::ZERO).await.unwrap(), 1);
+        assert!(!orphan.exists(), "the orphan is swept");
+        release_tx.send(()).unwrap();
+        hold.await.unwrap().unwrap();
+        let e = recorded(record.await.unwrap().unwrap());
+        let p = s
+            .payload(e.archive_id)
+            .await
+            .unwrap()
+            .expect("payload kept");
+        assert_eq!(p.bytes.len(), size);
+        // Referenced now: still not an orphan.
+        assert_eq!(s.sweep_orphans(std::time::Duration::ZERO).await.unwrap(), 0);
+        assert!(s.payload(e.archive_id).await.unwrap().is_some());
+    }
+
+    /// A large duplicate leaves no file behind (it was written before the dedup decided).
+    #[tokio::test]
+    async fn a_large_duplicate_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let size = super::super::archive::INLINE_MAX * 2;
+        let payload_files = || {
+            std::fs::read_dir(dir.path().join("payloads"))
+                .unwrap()
+                .count()
+        };
+        s.record(new_event("T1", Outcome::Completed, "k"), payload(size))
+            .await
+            .unwrap();
+        let before = payload_files();
+        // Both pass the pre-check before either commits: the second is a duplicate found
+        // inside the writer, after its file was written.
+        let (a, b) = tokio::join!(
+            s.record(new_event("T2", Outcome::Completed, "k2"), payload(size)),
+            s.record(new_event("T2", Outcome::Completed, "k2"), payload(size)),
+        );
+        let dups = [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, Recorded::Duplicate { .. }))
+            .count();
+        assert_eq!(dups, 1);
+        assert_eq!(payload_files(), before + 1);
     }
 
     #[tokio::test]
