@@ -182,6 +182,9 @@ pub trait Store: Send + Sync + 'static {
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
     /// A durable write, to prove the store is writable.
     async fn probe(&self) -> Result<(), StoreError>;
+    /// Refuses (`DiskLow`) while free space is below the floor, asked of the file system now:
+    /// every write decision and readiness check calls it.
+    fn room(&self) -> Result<(), StoreError>;
 
     async fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError>;
     async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError>;

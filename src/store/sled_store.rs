@@ -201,19 +201,6 @@ impl SledStore {
         }
     }
 
-    /// Refuses new work while the disk holding the store is nearly full.
-    fn room(&self) -> Result<(), StoreError> {
-        if self.options.min_free_bytes == 0 {
-            return Ok(());
-        }
-        match free_bytes(&self.path) {
-            Some(free) if free < self.options.min_free_bytes => Err(StoreError::DiskLow {
-                free_mib: free / (1024 * 1024),
-            }),
-            _ => Ok(()),
-        }
-    }
-
     /// Encodes a payload for the archive; large ones become fsynced files, written off the
     /// async runtime. Small ones are a copy, not worth a thread hand-off.
     async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
@@ -921,6 +908,18 @@ impl Store for SledStore {
 
     fn needs_restart(&self) -> bool {
         self.writer.failed()
+    }
+
+    fn room(&self) -> Result<(), StoreError> {
+        if self.options.min_free_bytes == 0 {
+            return Ok(());
+        }
+        match free_bytes(&self.path) {
+            Some(free) if free < self.options.min_free_bytes => Err(StoreError::DiskLow {
+                free_mib: free / (1024 * 1024),
+            }),
+            _ => Ok(()),
+        }
     }
 
     fn depths(&self) -> Depths {
