@@ -54,6 +54,7 @@ pub struct SledStore {
     counts: Arc<Counts>,
     options: StoreOptions,
     path: PathBuf,
+    events_read: std::sync::atomic::AtomicU64,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -168,6 +169,7 @@ impl SledStore {
                 counts,
                 options,
                 path: path.to_path_buf(),
+                events_read: Default::default(),
             },
             handle,
         ))
@@ -175,6 +177,55 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// The events of one transaction, from the index by transaction (oldest first).
+    fn events_of_transaction(
+        &self,
+        q: &EventQuery,
+        tx: &TransactionId,
+        limit: usize,
+    ) -> Result<Vec<SigningEvent>, StoreError> {
+        let vendors = match q.vendor {
+            Some(v) => vec![v],
+            None => Vendor::ALL.to_vec(),
+        };
+        let mut ids = Vec::new();
+        for v in vendors {
+            for k in self
+                .tree
+                .scan_prefix(keys::by_transaction_prefix(v, tx))
+                .keys()
+            {
+                let k = k?;
+                ids.push(
+                    keys::parked_event(&k).ok_or_else(|| StoreError::Corrupt("index".into()))?,
+                );
+            }
+        }
+        // UUIDv7: in time order, as the scan of every event returns them.
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids.into_iter().filter(|id| q.after.is_none_or(|a| *id > a)) {
+            let Some(v) = self.tree.get(keys::event(id))? else {
+                continue;
+            };
+            let e: SigningEvent = parse("event", &v)?;
+            self.events_read.fetch_add(1, Relaxed);
+            if q.state.is_none_or(|s| s.matches(&e.relay)) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Event records read by `events` so far: a query by transaction reads only that
+    /// transaction's events (its tests count them).
+    pub fn events_read(&self) -> u64 {
+        self.events_read.load(Relaxed)
     }
 
     /// Removes payload files that no record refers to and that are older than `age`, except
@@ -250,6 +301,17 @@ fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
         };
         batch.insert(keys::job(Party::Nrc, job.due, job.id), json(&job));
         batch.remove(k);
+    }
+    // Events by transaction (stores written before the index).
+    if !tree.contains_key(keys::INDEXED_BY_TRANSACTION)? {
+        for kv in tree.scan_prefix(keys::EVENT) {
+            let e: SigningEvent = parse("event", &kv?.1)?;
+            batch.insert(
+                keys::by_transaction(e.vendor, &e.transaction_id, e.id),
+                vec![],
+            );
+        }
+        batch.insert(keys::INDEXED_BY_TRANSACTION, vec![]);
     }
     tree.apply_batch(batch)?;
     Ok(())
@@ -373,6 +435,10 @@ fn record_in(
     };
     s.insert(dkey, id.as_bytes().to_vec());
     s.insert(keys::payload(archive_id), encoded);
+    s.insert(
+        keys::by_transaction(event.vendor, &event.transaction_id, id),
+        Vec::new(),
+    );
     let saved = move_event(s, event, (plan.relay, plan.job), now);
     Ok(Recorded::New(Box::new(saved)))
 }
@@ -790,6 +856,7 @@ impl Store for SledStore {
             self.writer
                 .write(move |s| {
                     for e in chunk {
+                        s.remove(keys::by_transaction(e.vendor, &e.transaction_id, e.id));
                         s.remove(keys::event(e.id));
                         s.remove(keys::payload(e.archive_id));
                         s.remove(keys::delivery(&e.dedup_key));
@@ -841,6 +908,9 @@ impl Store for SledStore {
     async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
         self.usable()?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        if let Some(tx) = &q.transaction_id {
+            return self.events_of_transaction(q, tx, limit);
+        }
         let start = match q.after {
             Some(after) => {
                 let mut k = keys::event(after);
@@ -856,6 +926,7 @@ impl Store for SledStore {
                 break;
             }
             let e: SigningEvent = parse("event", &v)?;
+            self.events_read.fetch_add(1, Relaxed);
             let keep = q.vendor.is_none_or(|v| v == e.vendor)
                 && q.transaction_id
                     .as_ref()
@@ -1474,6 +1545,77 @@ mod tests {
             .count();
         assert_eq!(dups, 1);
         assert_eq!(payload_files(), before + 1);
+    }
+
+    /// `events?transaction_id=` reads the transaction's own events from the index, not every
+    /// event in the store; an older store without the index gets it on open.
+    #[tokio::test]
+    async fn a_transaction_query_reads_only_its_own_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, writer) = SledStore::open(dir.path(), StoreOptions::default(), None).unwrap();
+        for i in 0..600 {
+            let tx = format!("T{}", i % 200);
+            s.record(
+                new_event(
+                    &tx,
+                    Outcome::Progress {
+                        detail: format!("{i}"),
+                    },
+                    &format!("k{i}"),
+                ),
+                payload(1),
+            )
+            .await
+            .unwrap();
+        }
+        let query = |tx: &str, after: Option<Uuid>, limit: Option<usize>| EventQuery {
+            transaction_id: Some(TransactionId::parse(tx).unwrap()),
+            after,
+            limit,
+            ..EventQuery::default()
+        };
+        let before = s.events_read();
+        let found = s.events(&query("T7", None, None)).await.unwrap();
+        assert_eq!(found.len(), 3);
+        assert!(found.iter().all(|e| e.transaction_id == "T7"));
+        assert!(found.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert_eq!(
+            s.events_read() - before,
+            3,
+            "read only the transaction's events"
+        );
+        // Paging and vendors.
+        let page = s
+            .events(&query("T7", Some(found[0].id), Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(page[0].id, found[1].id);
+        let none = EventQuery {
+            vendor: Some(Vendor::Pkisigning),
+            ..query("T7", None, None)
+        };
+        assert!(s.events(&none).await.unwrap().is_empty());
+        // An older store: its index is built on open.
+        let index = keys::BY_TRANSACTION.to_vec();
+        s.writer
+            .write(move |st| {
+                for (k, _) in st.scan_prefix(&index)? {
+                    st.remove(k);
+                }
+                st.remove(keys::INDEXED_BY_TRANSACTION.to_vec());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(s);
+        writer.join().unwrap();
+        let s = open(dir.path());
+        let again = s.events(&query("T7", None, None)).await.unwrap();
+        assert_eq!(
+            again.iter().map(|e| e.id).collect::<Vec<_>>(),
+            found.iter().map(|e| e.id).collect::<Vec<_>>()
+        );
+        assert_eq!(s.events_read(), 3);
     }
 
     #[tokio::test]
