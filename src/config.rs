@@ -62,6 +62,7 @@ pub struct StoreConfig {
     pub path: PathBuf,
     /// Delivered (or never relayed) events and their raw payloads, and quarantine entries, are
     /// purged after this age; 0 purges them at the purge after they end. At most 36 500.
+    /// Registrations go this long after their outcome was delivered or they were withdrawn.
     pub retention_days: u64,
     /// How often the purge runs (1 to 86 400).
     pub purge_interval_secs: u64,

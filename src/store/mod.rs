@@ -178,7 +178,9 @@ pub trait Store: Send + Sync + 'static {
     async fn barrier(&self) -> Result<(), StoreError>;
     /// Dead-letters parked events older than `cutoff`; returns how many.
     async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
-    /// Purges finished events, their payloads and old quarantine entries older than `cutoff`.
+    /// Purges finished events, their payloads and old quarantine entries older than `cutoff`,
+    /// and registrations whose transaction's outcome was delivered, or that were withdrawn,
+    /// before `cutoff`.
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
     /// A durable write, to prove the store is writable.
     async fn probe(&self) -> Result<(), StoreError>;

@@ -179,6 +179,51 @@ impl SledStore {
         &self.path
     }
 
+    /// Purges registrations (personal data: the owner's and signers' names and e-mail
+    /// addresses) once they are no longer needed: their transaction's terminal outcome was
+    /// delivered before `cutoff`, or they were withdrawn before `cutoff` (the tombstone goes).
+    /// Decided inside the writer, so a registration renewed meanwhile stays.
+    async fn purge_registrations(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut candidates = Vec::new();
+        for kv in self.tree.scan_prefix(keys::REGISTRATION) {
+            let (k, v) = kv?;
+            let reg: Registration = parse("registration", &v)?;
+            if self
+                .tree
+                .contains_key(keys::terminal(reg.vendor, &reg.transaction_id))?
+            {
+                candidates.push((k.to_vec(), Some(reg)));
+            }
+        }
+        for kv in self.tree.scan_prefix(keys::WITHDRAWN) {
+            let (k, v) = kv?;
+            if keys::from_ms(&v).is_some_and(|at| at < cutoff) {
+                candidates.push((k.to_vec(), None));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .write(move |s| {
+                let mut n = 0;
+                for (key, reg) in candidates {
+                    let over = match reg {
+                        Some(reg) => registration_over(s, reg.vendor, &reg.transaction_id, cutoff)?,
+                        None => s
+                            .get(&key)?
+                            .is_some_and(|v| keys::from_ms(&v).is_some_and(|at| at < cutoff)),
+                    };
+                    if over {
+                        s.remove(key);
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await
+    }
+
     /// The events of one transaction, from the index by transaction (oldest first).
     fn events_of_transaction(
         &self,
@@ -327,6 +372,29 @@ fn free_bytes(path: &Path) -> Option<u64> {
         return None;
     }
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
+/// Whether a registration has served its purpose by `cutoff`: its transaction's terminal
+/// outcome was delivered before then (or its event, final, is purged already).
+fn registration_over(
+    s: &Staging<'_>,
+    vendor: Vendor,
+    tx: &TransactionId,
+    cutoff: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if !s.contains(&keys::registration(vendor, tx))? {
+        return Ok(false);
+    }
+    let Some(t) = s.get(&keys::terminal(vendor, tx))? else {
+        return Ok(false);
+    };
+    let t = keys::parse_terminal(&t).ok_or_else(|| StoreError::Corrupt("terminal".into()))?;
+    Ok(match load_event(s, t.event_id) {
+        Ok(e) => matches!(e.relay, RelayState::Delivered { at, .. } if at < cutoff),
+        // Only the purge removes events, and only finished ones.
+        Err(StoreError::NotFound) => true,
+        Err(e) => return Err(e),
+    })
 }
 
 fn queue(s: &mut Staging<'_>, job: &Job) {
@@ -821,6 +889,7 @@ impl Store for SledStore {
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let registrations = self.purge_registrations(cutoff).await?;
         // Events are keyed by UUIDv7, so they are in time order: stop at the first young one.
         let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
         let mut candidates = Vec::new();
@@ -844,7 +913,7 @@ impl Store for SledStore {
                 quarantined.push(q);
             }
         }
-        let n = candidates.len() + quarantined.len();
+        let n = candidates.len() + quarantined.len() + registrations;
         let archive = self.archive.clone();
         let files: Vec<Uuid> = candidates
             .iter()
@@ -1424,7 +1493,10 @@ mod tests {
             .purge(Utc::now() + chrono::Duration::seconds(1))
             .await
             .unwrap();
-        assert_eq!(n, 2);
+        // Two events, and T1's registration: its outcome was delivered.
+        assert_eq!(n, 3);
+        let t1 = TransactionId::parse("T1").unwrap();
+        assert!(s.registration(Vendor::Gosign, &t1).await.unwrap().is_none());
         assert!(s.event(done.id).await.unwrap().is_none());
         assert!(s.payload(done.archive_id).await.unwrap().is_none());
         assert!(!dir

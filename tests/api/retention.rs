@@ -153,3 +153,108 @@ async fn retention_zero_never_takes_the_payload_of_an_acknowledged_callback() {
     eprintln!("{checked} acknowledged callbacks, every payload kept");
     app.stop().await;
 }
+
+/// The workability verdict of `tx` (registry policy: withdrawn → not workable, never
+/// registered → workable).
+async fn workable(app: &TestApp, tx: &str) -> bool {
+    let r = app
+        .client
+        .get(app.url(&format!("/gosign/rest/envelopes/{tx}/managers/u1/status")))
+        .send()
+        .await
+        .unwrap();
+    let v: serde_json::Value = r.json().await.unwrap();
+    v["workable"].as_bool().expect("a verdict")
+}
+
+async fn registered(app: &TestApp, tx: &str) -> bool {
+    let (s, _) = app
+        .admin_get(&format!("/api/v1/transactions/gosign/{tx}"))
+        .await;
+    s == 200
+}
+
+/// Registrations hold the owner's and signers' names and e-mail addresses. Once the
+/// transaction's outcome has been delivered and the retention has passed, or once it was
+/// withdrawn and the retention has passed, the registration (and its tombstone) is purged;
+/// one still waiting for its outcome, or whose outcome could not be delivered yet, stays.
+#[tokio::test]
+async fn registrations_are_purged_once_their_transaction_is_over() {
+    let app = spawn_app_with(|c| {
+        c.store.retention_days = 0;
+        c.store.purge_interval_secs = 1;
+        c.vendors.gosign.workability.policy =
+            signrelay::vendors::gosign::config::WorkabilityPolicy::Registry;
+    })
+    .await;
+    let (done, withdrawn, open, undelivered) = ("REG-DONE", "REG-GONE", "REG-OPEN", "REG-HELD");
+    for tx in [done, withdrawn, open, undelivered] {
+        register_tx(&app, "gosign", tx).await;
+    }
+    let (s, _) = app
+        .notify(done, work(done, "SIGN_PROCESS_ENDED").to_string())
+        .await;
+    assert_eq!(s, 200);
+    // (Not read back as an event: with a retention of 0 it may be purged any second.)
+    assert_eq!(app.nrc.wait_for(1, Duration::from_secs(5)).await.len(), 1);
+    // The NRC refuses the next outcome: it stays pending, and so does its registration.
+    app.nrc
+        .set_behaviour(signrelay::testkit::nrc::Behaviour::Fail {
+            status: 503,
+            retry_after: None,
+        });
+    let (_, answer) = app
+        .notify(
+            undelivered,
+            work(undelivered, "SIGN_PROCESS_ENDED").to_string(),
+        )
+        .await;
+    assert_eq!(answer["outcome"], "succeeded");
+    let r = app
+        .client
+        .delete(app.url(&format!("/api/v1/transactions/gosign/{withdrawn}")))
+        .header("X-Api-Key", ADMIN_KEY)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 204);
+    assert!(
+        !workable(&app, withdrawn).await,
+        "the tombstone says withdrawn"
+    );
+
+    // A few purges later.
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while registered(&app, done).await || !workable(&app, withdrawn).await {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the registration of a delivered transaction, or a tombstone, was never purged"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The tombstone went too: the envelope is unknown now, not withdrawn.
+    assert!(!registered(&app, withdrawn).await);
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    assert!(registered(&app, open).await, "no outcome yet: kept");
+    assert!(
+        registered(&app, undelivered).await,
+        "outcome not delivered: kept"
+    );
+    // Delivered at last, it goes too.
+    app.nrc
+        .set_behaviour(signrelay::testkit::nrc::Behaviour::Accept);
+    let deadline = std::time::Instant::now() + Duration::from_secs(8);
+    while registered(&app, undelivered).await {
+        assert!(std::time::Instant::now() < deadline, "kept after delivery");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // A late repeat of the delivered outcome is still known as one (the outcome dedup
+    // outlives the registration) and is not relayed again.
+    let (_, answer) = app
+        .notify(done, work(done, "ENVELOPE_REJECTED").to_string())
+        .await;
+    assert_eq!(answer["outcome"], "succeeded");
+    let got = app.nrc.wait_for(3, Duration::from_millis(1500)).await;
+    assert_eq!(received_for(&app, done).len(), 1, "{got:#?}");
+    app.stop().await;
+}
