@@ -176,6 +176,7 @@ impl Application {
                 config.server.api_body_limit_kib.saturating_mul(1024),
                 4,
                 client_timeout * 4,
+                config.server.body_min_rate(),
             ),
         });
         let mut contracts = vec![("signrelay-api.yaml", crate::admin::OPENAPI)];

@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     /// Largest registry/admin request body.
     pub api_body_limit_kib: usize,
+    /// The slowest a request body may arrive: every `body_rate_window_secs` must bring at
+    /// least this many KiB, or the request is cut off.
+    pub body_min_rate_kib: usize,
+    pub body_rate_window_secs: u64,
     /// The URL vendors reach signrelay at (used as the address in served WSDLs).
     pub public_url: String,
 }
@@ -132,6 +136,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             keep_alive_secs: 0,
             api_body_limit_kib: 100,
+            body_min_rate_kib: 16,
+            body_rate_window_secs: 10,
             public_url: "http://localhost:8080".into(),
         }
     }
@@ -253,6 +259,7 @@ impl Config {
         crate::vendors::Settings {
             public_url: self.server.public_url.clone(),
             client_timeout: Duration::from_secs(self.server.client_timeout_secs),
+            body_min_rate: self.server.body_min_rate(),
             zgw: self.nrc.identity(),
         }
     }
@@ -301,6 +308,18 @@ impl Config {
             "server.api_body_limit_kib",
             sv.api_body_limit_kib,
             1..=10_240,
+        );
+        within(
+            &mut errs,
+            "server.body_min_rate_kib",
+            sv.body_min_rate_kib,
+            0..=102_400,
+        );
+        within(
+            &mut errs,
+            "server.body_rate_window_secs",
+            sv.body_rate_window_secs,
+            1..=600,
         );
         within(
             &mut errs,
@@ -419,6 +438,15 @@ pub fn scaled(n: u64, unit: u64) -> u64 {
 /// that cannot be computed selects nothing, it never falls back to "now".
 pub fn ago(age: Duration) -> Option<chrono::DateTime<chrono::Utc>> {
     chrono::Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?)
+}
+
+impl ServerConfig {
+    pub fn body_min_rate(&self) -> crate::http::body::MinRate {
+        crate::http::body::MinRate {
+            bytes: self.body_min_rate_kib.saturating_mul(1024),
+            window: Duration::from_secs(self.body_rate_window_secs),
+        }
+    }
 }
 
 impl StoreConfig {

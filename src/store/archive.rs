@@ -16,6 +16,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
+use super::spool::Spooled;
 use super::{RawPayload, StoreError};
 
 /// Payloads up to this size are stored inline in sled.
@@ -90,7 +91,10 @@ impl Archive {
         v.push(ct_len as u8);
         v.extend_from_slice(&ct[..ct_len]);
         if large {
-            self.write_file(id, &p.bytes)?;
+            match &p.spooled {
+                Some(s) if s.id() == id => self.adopt(s)?,
+                _ => self.write_file(id, &p.bytes)?,
+            }
         } else {
             v.extend_from_slice(&p.bytes);
         }
@@ -106,6 +110,25 @@ impl Archive {
         fs::rename(&tmp, &final_path)?;
         File::open(&self.dir)?.sync_all()?;
         Ok(())
+    }
+
+    /// Makes a spooled body the payload file of its id: fsynced, renamed into place, the
+    /// directory fsynced; it is never written again.
+    fn adopt(&self, s: &Spooled) -> Result<(), StoreError> {
+        File::open(s.path())?.sync_all()?;
+        fs::rename(s.path(), self.path(s.id()))?;
+        s.mark_adopted();
+        File::open(&self.dir)?.sync_all()?;
+        Ok(())
+    }
+
+    /// Where a body of `id` is spooled while it is read.
+    pub fn spool_path(&self, id: Uuid) -> PathBuf {
+        self.dir.join(format!("{}.spool", id.simple()))
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
     }
 
     /// Proves the archive directory takes durable writes (large payloads go there).
@@ -128,10 +151,7 @@ impl Archive {
             IN_FILE => Bytes::from(fs::read(self.path(id))?),
             _ => return Err(corrupt()),
         };
-        Ok(RawPayload {
-            content_type,
-            bytes,
-        })
+        Ok(RawPayload::new(content_type, bytes))
     }
 
     /// Removes a payload's file, if it has one. Missing files are fine (purged before).
@@ -151,7 +171,7 @@ impl Archive {
         for e in entries.flatten() {
             let name = e.file_name();
             let Some(name) = name.to_str() else { continue };
-            let stem = name.trim_end_matches(".tmp");
+            let stem = name.trim_end_matches(".tmp").trim_end_matches(".spool");
             let Ok(id) = Uuid::parse_str(stem) else {
                 continue;
             };

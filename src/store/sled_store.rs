@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use super::archive::{Archive, ORPHAN_AGE};
 use super::keys;
+use super::spool::{Spooled, Spooler};
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
     Depths, EventQuery, NewEvent, NewQuarantine, QuarantineEntry, RawPayload, Recorded, Registered,
@@ -67,6 +68,21 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Stor
 
 fn uuid_at(b: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("event id".into()))
+}
+
+/// What keeps a payload's file from the orphan sweep while it is recorded.
+enum PayloadClaim {
+    New(super::archive::Claim),
+    Spooled(Arc<Spooled>),
+}
+
+impl PayloadClaim {
+    fn id(&self) -> Uuid {
+        match self {
+            PayloadClaim::New(c) => c.id,
+            PayloadClaim::Spooled(s) => s.id(),
+        }
+    }
 }
 
 /// An outbox entry of older stores, which queued NRC deliveries only.
@@ -297,6 +313,15 @@ impl SledStore {
         }
     }
 
+    /// The archive id of a payload about to be recorded, claimed until the returned handle
+    /// is dropped: a spooled body's own (its file becomes the payload's), or a new one.
+    fn claim(&self, payload: &RawPayload) -> PayloadClaim {
+        match &payload.spooled {
+            Some(s) => PayloadClaim::Spooled(s.clone()),
+            None => PayloadClaim::New(self.archive.claim()),
+        }
+    }
+
     /// Encodes a payload for the archive; large ones become fsynced files, written off the
     /// async runtime. Small ones are a copy, not worth a thread hand-off.
     async fn encode_payload(&self, id: Uuid, p: RawPayload) -> Result<Vec<u8>, StoreError> {
@@ -360,18 +385,6 @@ fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
     }
     tree.apply_batch(batch)?;
     Ok(())
-}
-
-/// Bytes available to an unprivileged writer on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
 /// Whether a registration has served its purpose by `cutoff`: its transaction's terminal
@@ -650,8 +663,8 @@ impl Store for SledStore {
             return Ok(Recorded::Duplicate { event_id });
         }
         // Claimed: the orphan sweep leaves its file alone until the batch is in.
-        let claim = self.archive.claim();
-        let archive_id = claim.id;
+        let claim = self.claim(&payload);
+        let archive_id = claim.id();
         let large = Archive::goes_to_file(&payload);
         let encoded = self.encode_payload(archive_id, payload).await?;
         let policy = self.options.policy;
@@ -680,8 +693,8 @@ impl Store for SledStore {
                 return parse("quarantine", &q);
             }
         }
-        let claim = self.archive.claim();
-        let archive_id = claim.id;
+        let claim = self.claim(&payload);
+        let archive_id = claim.id();
         let encoded = self.encode_payload(archive_id, payload).await?;
         let entry = QuarantineEntry {
             id: Uuid::now_v7(),
@@ -814,9 +827,9 @@ impl Store for SledStore {
         if let JobResult::Done(done) = &mut result {
             self.usable()?;
             for (new, payload) in done.record.drain(..) {
-                let claim = self.archive.claim();
-                let encoded = self.encode_payload(claim.id, payload).await?;
-                records.push((new, claim.id, encoded));
+                let claim = self.claim(&payload);
+                let encoded = self.encode_payload(claim.id(), payload).await?;
+                records.push((new, claim.id(), encoded));
                 claims.push(claim);
             }
         }
@@ -1051,15 +1064,14 @@ impl Store for SledStore {
     }
 
     fn room(&self) -> Result<(), StoreError> {
-        if self.options.min_free_bytes == 0 {
-            return Ok(());
-        }
-        match free_bytes(&self.path) {
-            Some(free) if free < self.options.min_free_bytes => Err(StoreError::DiskLow {
-                free_mib: free / (1024 * 1024),
-            }),
-            _ => Ok(()),
-        }
+        super::spool::check_room(&self.path, self.options.min_free_bytes)
+    }
+
+    fn spooler(&self) -> Option<Spooler> {
+        Some(Spooler::new(
+            self.archive.clone(),
+            self.options.min_free_bytes,
+        ))
     }
 
     fn depths(&self) -> Depths {
@@ -1101,10 +1113,7 @@ mod tests {
     }
 
     fn payload(n: usize) -> RawPayload {
-        RawPayload {
-            content_type: "application/json".into(),
-            bytes: Bytes::from(vec![b'x'; n]),
-        }
+        RawPayload::new("application/json", Bytes::from(vec![b'x'; n]))
     }
 
     fn registration(tx: &str) -> Registration {

@@ -11,6 +11,7 @@ mod gosign_soap;
 mod hostile;
 mod idp;
 mod jwt_auth;
+mod limits;
 mod openapi;
 mod openapi_api;
 mod openapi_check;

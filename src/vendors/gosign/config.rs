@@ -148,7 +148,8 @@ pub struct GosignRestConfig {
     pub auth: Option<AuthConfig>,
     /// Largest notify body (documents arrive inline, base64).
     pub body_limit_mib: usize,
-    /// Bodies above 1 MiB being read at once; more wait, so memory stays bounded.
+    /// Bodies above 1 MiB parsed and recorded at once (they are spooled to disk while they
+    /// arrive); more wait once complete, so the memory their parsing maps stays bounded.
     pub large_bodies_in_flight: usize,
 }
 
@@ -301,6 +302,10 @@ mod tests {
         Settings {
             public_url: "http://localhost:8080".into(),
             client_timeout: std::time::Duration::from_secs(30),
+            body_min_rate: crate::http::body::MinRate {
+                bytes: 16 * 1024,
+                window: std::time::Duration::from_secs(10),
+            },
             zgw: ZgwIdentity {
                 client_id: "signrelay".into(),
                 secret: Secret::Inline("x".into()),
