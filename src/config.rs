@@ -284,89 +284,64 @@ impl Config {
             }
         }
         let (sv, st, r) = (&self.server, &self.store, &self.relay);
-        within(&mut errs, "server.workers", sv.workers, 0..=256);
-        within(
-            &mut errs,
-            "server.client_timeout_secs",
-            sv.client_timeout_secs,
-            1..=600,
-        );
-        within(
-            &mut errs,
-            "server.shutdown_timeout_secs",
-            sv.shutdown_timeout_secs,
-            0..=600,
-        );
-        within(
-            &mut errs,
-            "server.keep_alive_secs",
-            sv.keep_alive_secs,
-            0..=3600,
-        );
-        within(
-            &mut errs,
-            "server.api_body_limit_kib",
-            sv.api_body_limit_kib,
-            1..=10_240,
-        );
-        within(
-            &mut errs,
-            "server.body_min_rate_kib",
-            sv.body_min_rate_kib,
-            0..=102_400,
-        );
-        within(
-            &mut errs,
-            "server.body_rate_window_secs",
-            sv.body_rate_window_secs,
-            1..=600,
-        );
-        within(
-            &mut errs,
-            "store.retention_days",
-            st.retention_days,
-            0..=MAX_RETENTION_DAYS,
-        );
-        within(
-            &mut errs,
-            "store.purge_interval_secs",
-            st.purge_interval_secs,
-            1..=86_400,
-        );
-        within(&mut errs, "store.max_group", st.max_group, 1..=65_536);
-        within(
-            &mut errs,
-            "store.min_free_mib",
-            st.min_free_mib,
-            0..=1 << 20,
-        );
-        within(&mut errs, "store.cache_mib", st.cache_mib, 1..=65_536);
-        within(&mut errs, "relay.concurrency", r.concurrency, 1..=1024);
-        within(&mut errs, "relay.timeout_secs", r.timeout_secs, 1..=600);
-        within(
-            &mut errs,
-            "relay.backoff_initial_ms",
-            r.backoff_initial_ms,
-            1..=3_600_000,
-        );
-        within(
-            &mut errs,
-            "relay.backoff_max_secs",
-            r.backoff_max_secs,
-            1..=86_400,
-        );
-        within(
-            &mut errs,
-            "relay.give_up_after_hours",
-            r.give_up_after_hours,
-            1..=8_760,
-        );
-        within(
-            &mut errs,
-            "relay.park_timeout_hours",
-            r.park_timeout_hours,
-            1..=87_600,
-        );
+        let bounded: [(&str, u64, u64, u64); 18] = [
+            ("server.workers", sv.workers as u64, 0, 256),
+            ("server.client_timeout_secs", sv.client_timeout_secs, 1, 600),
+            (
+                "server.shutdown_timeout_secs",
+                sv.shutdown_timeout_secs,
+                0,
+                600,
+            ),
+            ("server.keep_alive_secs", sv.keep_alive_secs, 0, 3600),
+            (
+                "server.api_body_limit_kib",
+                sv.api_body_limit_kib as u64,
+                1,
+                10_240,
+            ),
+            (
+                "server.body_min_rate_kib",
+                sv.body_min_rate_kib as u64,
+                0,
+                102_400,
+            ),
+            (
+                "server.body_rate_window_secs",
+                sv.body_rate_window_secs,
+                1,
+                600,
+            ),
+            (
+                "store.retention_days",
+                st.retention_days,
+                0,
+                MAX_RETENTION_DAYS,
+            ),
+            (
+                "store.purge_interval_secs",
+                st.purge_interval_secs,
+                1,
+                86_400,
+            ),
+            ("store.max_group", st.max_group as u64, 1, 65_536),
+            ("store.min_free_mib", st.min_free_mib, 0, 1 << 20),
+            ("store.cache_mib", st.cache_mib, 1, 65_536),
+            ("relay.concurrency", r.concurrency as u64, 1, 1024),
+            ("relay.timeout_secs", r.timeout_secs, 1, 600),
+            (
+                "relay.backoff_initial_ms",
+                r.backoff_initial_ms,
+                1,
+                3_600_000,
+            ),
+            ("relay.backoff_max_secs", r.backoff_max_secs, 1, 86_400),
+            ("relay.give_up_after_hours", r.give_up_after_hours, 1, 8_760),
+            ("relay.park_timeout_hours", r.park_timeout_hours, 1, 87_600),
+        ];
+        for (key, value, min, max) in bounded {
+            within(&mut errs, key, value, min..=max);
+        }
         if r.backoff_initial_ms > r.backoff_max_secs.saturating_mul(1000) {
             errs.push("relay.backoff_initial_ms must be <= relay.backoff_max_secs".into());
         }

@@ -1188,20 +1188,7 @@ mod tests {
         s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
             .await
             .unwrap();
-        // Hold the writer, as a slow flush would.
-        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let writer = s.writer.clone();
-        let hold = tokio::spawn(async move {
-            writer
-                .write(move |_| {
-                    let _ = held_tx.send(());
-                    let _ = release_rx.recv();
-                    Ok(())
-                })
-                .await
-        });
-        held_rx.await.unwrap();
+        let (hold, release_tx) = hold_writer(&s).await;
         let dup = {
             let s = s.clone();
             tokio::spawn(async move {
@@ -1220,6 +1207,30 @@ mod tests {
             dup.await.unwrap().unwrap(),
             Recorded::Duplicate { .. }
         ));
+    }
+
+    /// Holds the writer mid-group (as a slow flush would) until the sender is used; the task
+    /// ends once the held job is done.
+    async fn hold_writer(
+        s: &SledStore,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = s.writer.clone();
+        let hold = tokio::spawn(async move {
+            writer
+                .write(move |_| {
+                    let _ = held_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+        });
+        held_rx.await.unwrap();
+        (hold, release_tx)
     }
 
     /// Counts group commits and their sizes.
@@ -1543,20 +1554,7 @@ mod tests {
         let files = dir.path().join("payloads");
         let orphan = files.join(Uuid::now_v7().simple().to_string());
         std::fs::write(&orphan, b"left by a crash").unwrap();
-        // Hold the writer, as a slow commit would.
-        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let writer = s.writer.clone();
-        let hold = tokio::spawn(async move {
-            writer
-                .write(move |_| {
-                    let _ = held_tx.send(());
-                    let _ = release_rx.recv();
-                    Ok(())
-                })
-                .await
-        });
-        held_rx.await.unwrap();
+        let (hold, release_tx) = hold_writer(&s).await;
         let size = super::super::archive::INLINE_MAX * 4;
         let record = {
             let s = s.clone();

@@ -531,14 +531,7 @@ async fn low_disk_space_is_refused_before_any_write_fails() {
     let Some(disk) = small_disk("64m") else {
         return;
     };
-    let store = disk.path().join("store");
-    let app = spawn_app_with(|c| {
-        c.store.path = store.clone();
-        c.store.min_free_mib = 40;
-        c.vendors.gosign.soap.enabled = true;
-        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
-    })
-    .await;
+    let app = on_low_disk(&disk, true).await;
     let tx = "LOW-1";
     assert_eq!(app.register(tx, "zaak-low").await.status(), 201);
     // Leave about 20 MiB free: under the floor, far from full.
@@ -577,12 +570,7 @@ async fn readiness_follows_a_filling_disk_at_once() {
     let Some(disk) = small_disk("64m") else {
         return;
     };
-    let store = disk.path().join("store");
-    let app = spawn_app_with(|c| {
-        c.store.path = store.clone();
-        c.store.min_free_mib = 40;
-    })
-    .await;
+    let app = on_low_disk(&disk, false).await;
     wait_ready(&app, 200, Duration::from_secs(7)).await;
     let filler = disk.path().join("filler");
     for round in 0..3 {
@@ -605,6 +593,20 @@ async fn readiness_follows_a_filling_disk_at_once() {
     }
     app.stop().await;
     drop(disk);
+}
+
+/// signrelay on `disk` with a free-space floor of 40 MiB (SOAP too, when `soap`).
+async fn on_low_disk(disk: &Tmpfs, soap: bool) -> TestApp {
+    let store = disk.path().join("store");
+    spawn_app_with(|c| {
+        c.store.path = store;
+        c.store.min_free_mib = 40;
+        if soap {
+            c.vendors.gosign.soap.enabled = true;
+            c.vendors.gosign.soap.auth = Some(AuthConfig::None);
+        }
+    })
+    .await
 }
 
 /// Polls `/readyz` until it answers `status`.
