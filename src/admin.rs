@@ -174,11 +174,14 @@ async fn register(
             Problem::new(StatusCode::PAYLOAD_TOO_LARGE, "too-large", "Body too large")
                 .detail(format!("a trigger message is at most {} KiB", limit / 1024)),
         ),
-        crate::http::body::BodyError::Incomplete => ApiError::from(Problem::new(
-            StatusCode::BAD_REQUEST,
-            "incomplete-body",
-            "The body was not received completely",
-        )),
+        // (Unavailable only comes of spooling, which the registry's small bodies never do.)
+        crate::http::body::BodyError::Incomplete | crate::http::body::BodyError::Unavailable => {
+            ApiError::from(Problem::new(
+                StatusCode::BAD_REQUEST,
+                "incomplete-body",
+                "The body was not received completely",
+            ))
+        }
     })?;
     let body = body.bytes;
     let trigger: TriggerMessage = serde_json::from_slice(&body).map_err(trigger_error)?;

@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer};
 use tokio::sync::{oneshot, watch};
 
 use crate::admin::AdminApi;
-use crate::config::Config;
+use crate::config::{scaled, Config};
 use crate::health::Health;
 use crate::http::body::BodyLimits;
 use crate::intake::Intake;
@@ -49,8 +49,8 @@ impl Application {
                     relay_progress: config.relay.relay_progress,
                 },
                 max_group: config.store.max_group,
-                min_free_bytes: config.store.min_free_mib * 1024 * 1024,
-                cache_bytes: config.store.cache_mib * 1024 * 1024,
+                min_free_bytes: config.store.min_free_bytes(),
+                cache_bytes: config.store.cache_bytes(),
                 ..StoreOptions::default()
             },
             Some(metrics.clone()),
@@ -68,7 +68,7 @@ impl Application {
             ),
             tokio::spawn(purge_loop(
                 dyn_store.clone(),
-                Duration::from_secs(config.store.retention_days * 86_400),
+                config.store.retention(),
                 Duration::from_secs(config.store.purge_interval_secs.max(1)),
                 stop_rx.clone(),
             )),
@@ -118,7 +118,7 @@ impl Application {
                 metrics.clone(),
                 health.clone(),
                 wakers.clone(),
-                Duration::from_secs(config.relay.park_timeout_hours * 3600),
+                Duration::from_secs(scaled(config.relay.park_timeout_hours, 3600)),
             );
             worker.lane(
                 LaneSettings {
@@ -127,7 +127,10 @@ impl Application {
                     // The NRC client's own timeout ends a request first.
                     timeout: config.relay_timeout() + Duration::from_secs(2),
                     backoff,
-                    give_up_after: Duration::from_secs(config.relay.give_up_after_hours * 3600),
+                    give_up_after: Duration::from_secs(scaled(
+                        config.relay.give_up_after_hours,
+                        3600,
+                    )),
                     after_commit: false,
                 },
                 Arc::new(NotifyNrc::new(
@@ -179,9 +182,10 @@ impl Application {
             wakers: wakers.clone(),
             connectors: connectors.clone(),
             body: BodyLimits::new(
-                config.server.api_body_limit_kib * 1024,
+                config.server.api_body_limit_kib.saturating_mul(1024),
                 4,
                 client_timeout * 4,
+                config.server.body_min_rate(),
             ),
         });
         let mut contracts = vec![("signrelay-api.yaml", crate::admin::OPENAPI)];
@@ -303,7 +307,10 @@ async fn purge_loop(
             _ = tokio::time::sleep(every) => {}
             _ = stop.changed() => return,
         }
-        let cutoff = chrono::Utc::now() - chrono::Duration::from_std(retention).unwrap_or_default();
+        // A retention too long to subtract from now keeps everything: it never becomes zero.
+        let Some(cutoff) = crate::config::ago(retention) else {
+            continue;
+        };
         match store.purge(cutoff).await {
             Ok(0) => {}
             Ok(n) => tracing::info!(purged = n, "retention purge"),

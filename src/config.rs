@@ -51,6 +51,10 @@ pub struct ServerConfig {
     pub keep_alive_secs: u64,
     /// Largest registry/admin request body.
     pub api_body_limit_kib: usize,
+    /// The slowest a request body may arrive: every `body_rate_window_secs` must bring at
+    /// least this many KiB, or the request is cut off.
+    pub body_min_rate_kib: usize,
+    pub body_rate_window_secs: u64,
     /// The URL vendors reach signrelay at (used as the address in served WSDLs).
     pub public_url: String,
 }
@@ -60,9 +64,11 @@ pub struct ServerConfig {
 pub struct StoreConfig {
     /// Directory of the embedded sled database and the large-payload archive.
     pub path: PathBuf,
-    /// Delivered (or never relayed) events and their raw payloads are purged after this age.
+    /// Delivered (or never relayed) events and their raw payloads, and quarantine entries, are
+    /// purged after this age; 0 purges them at the purge after they end. At most 36 500.
+    /// Registrations go this long after their outcome was delivered or they were withdrawn.
     pub retention_days: u64,
-    /// How often the purge runs.
+    /// How often the purge runs (1 to 86 400).
     pub purge_interval_secs: u64,
     /// Most callbacks that share one flush.
     pub max_group: usize,
@@ -130,6 +136,8 @@ impl Default for ServerConfig {
             shutdown_timeout_secs: 30,
             keep_alive_secs: 0,
             api_body_limit_kib: 100,
+            body_min_rate_kib: 16,
+            body_rate_window_secs: 10,
             public_url: "http://localhost:8080".into(),
         }
     }
@@ -251,12 +259,15 @@ impl Config {
         crate::vendors::Settings {
             public_url: self.server.public_url.clone(),
             client_timeout: Duration::from_secs(self.server.client_timeout_secs),
+            body_min_rate: self.server.body_min_rate(),
             zgw: self.nrc.identity(),
         }
     }
 
     /// Checks that hold across keys; secrets must resolve so that a bad deployment fails at
-    /// start, not at the first callback.
+    /// start, not at the first callback. Every duration and size has bounds: a value past them
+    /// is refused with its key named, never converted into something else (a failed conversion
+    /// must not become zero, which for a retention means "purge everything").
     pub fn validate(&self) -> anyhow::Result<()> {
         let mut errs: Vec<String> = Vec::new();
         let nrc = url::Url::parse(&self.nrc.url);
@@ -272,20 +283,74 @@ impl Config {
                 errs.push(format!("nrc.secret: {e}"));
             }
         }
-        if self.relay.concurrency == 0 {
-            errs.push("relay.concurrency must be at least 1".into());
+        let (sv, st, r) = (&self.server, &self.store, &self.relay);
+        let bounded: [(&str, u64, u64, u64); 18] = [
+            ("server.workers", sv.workers as u64, 0, 256),
+            ("server.client_timeout_secs", sv.client_timeout_secs, 1, 600),
+            (
+                "server.shutdown_timeout_secs",
+                sv.shutdown_timeout_secs,
+                0,
+                600,
+            ),
+            ("server.keep_alive_secs", sv.keep_alive_secs, 0, 3600),
+            (
+                "server.api_body_limit_kib",
+                sv.api_body_limit_kib as u64,
+                1,
+                10_240,
+            ),
+            (
+                "server.body_min_rate_kib",
+                sv.body_min_rate_kib as u64,
+                0,
+                102_400,
+            ),
+            (
+                "server.body_rate_window_secs",
+                sv.body_rate_window_secs,
+                1,
+                600,
+            ),
+            (
+                "store.retention_days",
+                st.retention_days,
+                0,
+                MAX_RETENTION_DAYS,
+            ),
+            (
+                "store.purge_interval_secs",
+                st.purge_interval_secs,
+                1,
+                86_400,
+            ),
+            ("store.max_group", st.max_group as u64, 1, 65_536),
+            ("store.min_free_mib", st.min_free_mib, 0, 1 << 20),
+            ("store.cache_mib", st.cache_mib, 1, 65_536),
+            ("relay.concurrency", r.concurrency as u64, 1, 1024),
+            ("relay.timeout_secs", r.timeout_secs, 1, 600),
+            (
+                "relay.backoff_initial_ms",
+                r.backoff_initial_ms,
+                1,
+                3_600_000,
+            ),
+            ("relay.backoff_max_secs", r.backoff_max_secs, 1, 86_400),
+            ("relay.give_up_after_hours", r.give_up_after_hours, 1, 8_760),
+            ("relay.park_timeout_hours", r.park_timeout_hours, 1, 87_600),
+        ];
+        for (key, value, min, max) in bounded {
+            within(&mut errs, key, value, min..=max);
         }
-        if self.relay.backoff_initial_ms == 0
-            || self.relay.backoff_initial_ms > self.relay.backoff_max_secs * 1000
-        {
-            errs.push("relay.backoff_initial_ms must be > 0 and <= relay.backoff_max_secs".into());
+        if r.backoff_initial_ms > r.backoff_max_secs.saturating_mul(1000) {
+            errs.push("relay.backoff_initial_ms must be <= relay.backoff_max_secs".into());
         }
-        if !(1..=3600).contains(&self.nrc.jwt_max_age_secs) {
-            errs.push("nrc.jwt_max_age_secs must be between 1 and 3600".into());
-        }
-        if self.store.max_group == 0 {
-            errs.push("store.max_group must be at least 1".into());
-        }
+        within(
+            &mut errs,
+            "nrc.jwt_max_age_secs",
+            self.nrc.jwt_max_age_secs,
+            1..=3600,
+        );
         if let Err(e) = self.admin.auth.validate("admin.auth") {
             errs.push(e);
         }
@@ -316,6 +381,61 @@ impl Config {
 
     pub fn relay_timeout(&self) -> Duration {
         Duration::from_secs(self.relay.timeout_secs)
+    }
+}
+
+/// The longest retention accepted: a century.
+pub const MAX_RETENTION_DAYS: u64 = 36_500;
+
+/// Pushes an error naming `key` unless `value` lies within `range`.
+pub fn within<T: PartialOrd + std::fmt::Display>(
+    errs: &mut Vec<String>,
+    key: &str,
+    value: T,
+    range: std::ops::RangeInclusive<T>,
+) {
+    if !range.contains(&value) {
+        errs.push(format!(
+            "{key} = {value} is out of bounds: must be between {} and {}",
+            range.start(),
+            range.end()
+        ));
+    }
+}
+
+/// `n` units of `unit` bytes (or seconds), saturating: a size or duration past what fits is
+/// "as much as there is", never a wrapped-around small number.
+pub fn scaled(n: u64, unit: u64) -> u64 {
+    n.saturating_mul(unit)
+}
+
+/// The moment `age` ago, or `None` when it lies before what a timestamp can hold: a cutoff
+/// that cannot be computed selects nothing, it never falls back to "now".
+pub fn ago(age: Duration) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?)
+}
+
+impl ServerConfig {
+    pub fn body_min_rate(&self) -> crate::http::body::MinRate {
+        crate::http::body::MinRate {
+            bytes: self.body_min_rate_kib.saturating_mul(1024),
+            window: Duration::from_secs(self.body_rate_window_secs),
+        }
+    }
+}
+
+impl StoreConfig {
+    /// How long finished events and their payloads are kept.
+    pub fn retention(&self) -> Duration {
+        Duration::from_secs(scaled(self.retention_days, 86_400))
+    }
+
+    pub fn min_free_bytes(&self) -> u64 {
+        scaled(self.min_free_mib, 1 << 20)
+    }
+
+    pub fn cache_bytes(&self) -> u64 {
+        scaled(self.cache_mib, 1 << 20)
     }
 }
 
@@ -431,6 +551,19 @@ mod tests {
         with_env(&vars, || {
             Config::load(Some(&file)).expect("example validates")
         });
+    }
+
+    #[test]
+    fn durations_past_a_timestamp_select_nothing_and_sizes_saturate() {
+        assert!(ago(Duration::from_secs(86_400)).is_some());
+        assert_eq!(ago(Duration::from_secs(200_000_000_000 * 86_400)), None);
+        assert_eq!(ago(Duration::MAX), None);
+        assert_eq!(scaled(u64::MAX / 2, 1 << 20), u64::MAX);
+        let store = StoreConfig {
+            retention_days: u64::MAX,
+            ..StoreConfig::default()
+        };
+        assert_eq!(store.retention(), Duration::from_secs(u64::MAX));
     }
 
     #[test]

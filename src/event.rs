@@ -382,6 +382,19 @@ pub struct NewEvent {
 pub struct RawPayload {
     pub content_type: String,
     pub bytes: Bytes,
+    /// The spool file `bytes` are mapped from, when the body was spooled while read: the
+    /// archive adopts it as the payload's file instead of writing the bytes again.
+    pub spooled: Option<std::sync::Arc<crate::store::Spooled>>,
+}
+
+impl RawPayload {
+    pub fn new(content_type: impl Into<String>, bytes: Bytes) -> RawPayload {
+        RawPayload {
+            content_type: content_type.into(),
+            bytes,
+            spooled: None,
+        }
+    }
 }
 
 /// A stable delivery-dedup key: the hex SHA-256 of the parts, length-prefixed so that parts

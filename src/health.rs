@@ -33,6 +33,13 @@ impl Health {
         self.store_ok.load(Ordering::Relaxed)
     }
 
+    /// The store takes new work: its last write (or probe) succeeded, and its disk has room
+    /// above the floor now. Free space is asked on every call (one `statvfs`), so a filling
+    /// disk shows at once rather than at the next probe.
+    pub fn store_writable(&self, store: &dyn Store) -> bool {
+        self.store_ok() && store.room().is_ok()
+    }
+
     /// Any durable write reports here, so a failing disk shows before the next probe.
     pub fn store_result(&self, ok: bool) {
         self.store_ok.store(ok, Ordering::Relaxed);

@@ -19,6 +19,11 @@ pub struct Intake {
 }
 
 impl Intake {
+    /// Whether callbacks can be recorded now (see `Health::store_writable`).
+    pub fn store_writable(&self) -> bool {
+        self.health.store_writable(self.store.as_ref())
+    }
+
     /// Records a normalized callback; `Ok` means it is durable (or was already).
     pub async fn record(
         &self,

@@ -49,7 +49,7 @@ async fn healthz(ops: web::Data<Ops>) -> HttpResponse {
 
 /// Ready to take callbacks: the store is writable and the relay worker is alive.
 async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
-    let store = ops.health.store_ok();
+    let store = ops.health.store_writable(ops.store.as_ref());
     let relay = ops.health.relay_ok();
     let depths = ops.store.depths();
     let body = serde_json::json!({

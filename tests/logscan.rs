@@ -324,6 +324,61 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
 
+    // Paths that match no route, or match one only as sent (a trailing slash), or are
+    // malformed: what they carry (an e-mail address, a user id, a newline) never reaches the
+    // log, on the request line nor on any other.
+    let email_nl = format!("{SIGNER_EMAIL}%0A{USER_EXT_ID}");
+    for path in [
+        format!("/gosign/rest/envelopes/{soap_tx}/managers/{SIGNER_EMAIL}/status/"),
+        format!(
+            "/gosign/rest/envelopes/{soap_tx}/managers/{USER_EXT_ID}/for/{SIGNER_EMAIL}/status/"
+        ),
+        format!("/gosign/rest/envelopes/{soap_tx}/managers/{SIGNER_EMAIL}"),
+        format!("/gosign/rest/{SIGNER_EMAIL}"),
+        format!("/{SIGNER_EMAIL}/{BSN}"),
+        format!("/api/v1/transactions/gosign/{SIGNER_EMAIL}/{BSN}"),
+        format!("/api/v1/events/{SIGNER_EMAIL}"),
+        format!("/api/v1/%ZZ{SIGNER_EMAIL}%"),
+        format!("/gosign/soap/{SIGNER_EMAIL}"),
+        format!("//gosign/rest/envelopes/{email_nl}/notify"),
+        format!("/gosign/rest/envelopes/{soap_tx};{SIGNER_EMAIL}/notify"),
+        format!("/openapi/{SIGNER_EMAIL}"),
+    ] {
+        for method in [reqwest::Method::GET, reqwest::Method::POST] {
+            let r = http
+                .request(method, app.url(&path))
+                .header("Authorization", basic(BASIC_USER, BASIC_SECRET))
+                .header("X-Api-Key", ADMIN_SECRET)
+                .header("Content-Type", "application/json")
+                .body(work(soap_tx, "SIGN_PROCESS_ENDED").to_string())
+                .send()
+                .await
+                .unwrap();
+            assert!(
+                r.status().as_u16() < 500 || r.status().as_u16() == 503,
+                "{path}"
+            );
+        }
+    }
+    // An envelope id that is not one (an e-mail address and a newline in it) on a route that
+    // matches: quarantined, and neither the request line nor the quarantine line shows it.
+    let bad_id = format!("{SIGNER_EMAIL}%0A{PHONE}");
+    let mut body = work(soap_tx, "SIGN_PROCESS_ENDED");
+    body["envelopeExternalId"] = json!(format!("{SIGNER_EMAIL}\n{PHONE}"));
+    let r = notify(&bad_id, body.to_string(), basic(BASIC_USER, BASIC_SECRET))
+        .await
+        .unwrap();
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["outcome"], "failed_please_discard", "{v}");
+    let r = soap(
+        "/gosign/soap",
+        soap_work(&format!("{SIGNER_EMAIL}&#10;{PHONE}")),
+        SOAP_SECRET,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status().as_u16(), 500);
+
     // The relay: a retry while the NRC fails, then the deliveries (the rejection's reden
     // carries the note to the NRC, as it must; the logs must not).
     app.nrc.set_behaviour(Behaviour::Fail {
@@ -512,6 +567,21 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     }
     let lines = text.lines().count();
     assert!(lines > 50, "only {lines} log lines captured");
+    // Every request line names its path as a route template, or as no route at all.
+    let paths: std::collections::BTreeSet<String> = text
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "request done")
+        .map(|v| v["span"]["path"].as_str().unwrap_or("?").to_string())
+        .collect();
+    eprintln!("logged paths: {paths:#?}");
+    for p in &paths {
+        assert!(
+            p == "(no route)" || p.split('/').all(|seg| !seg.contains(['@', '%', ';', '\n'])),
+            "a path as sent: {p}"
+        );
+    }
+    assert!(paths.contains("(no route)"), "{paths:?}");
     // A recorded callback is one line, the request's own, naming what operators look for.
     let recorded: Vec<Value> = text
         .lines()

@@ -15,6 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::config::within;
 use crate::event::Caller;
 use crate::telemetry::Metrics;
 
@@ -83,7 +84,31 @@ impl JwtProviderConfig {
         if self.algorithms.is_empty() {
             return Err(format!("{name}.algorithms is empty"));
         }
-        Ok(())
+        let mut errs = Vec::new();
+        let key = |k: &str| format!("{name}.{k}");
+        within(&mut errs, &key("leeway_secs"), self.leeway_secs, 0..=3600);
+        within(
+            &mut errs,
+            &key("refresh_secs"),
+            self.refresh_secs,
+            10..=604_800,
+        );
+        within(
+            &mut errs,
+            &key("unknown_kid_refetch_secs"),
+            self.unknown_kid_refetch_secs,
+            1..=86_400,
+        );
+        within(
+            &mut errs,
+            &key("max_token_bytes"),
+            self.max_token_bytes,
+            256..=65_536,
+        );
+        match errs.is_empty() {
+            true => Ok(()),
+            false => Err(errs.join("; ")),
+        }
     }
 }
 

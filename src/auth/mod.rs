@@ -1,6 +1,8 @@
 //! Per-surface inbound authentication: `none` (explicit), HTTP Basic, an api-key header, or a
 //! bearer JWT from an external identity provider (`jwt.rs`). Secrets are resolved once at start
-//! and compared in constant time.
+//! and kept only as SHA-256 digests; a presented credential is hashed and the two digests are
+//! compared in constant time, so neither a secret's content nor its length shows in the time a
+//! check takes.
 
 pub mod jwt;
 
@@ -108,11 +110,12 @@ impl AuthConfig {
             AuthConfig::None => SurfaceAuth::None,
             AuthConfig::Basic { username, password } => SurfaceAuth::Basic {
                 username: username.clone(),
-                password: password.resolve()?.into_bytes(),
+                user_digest: Digest::of(username.as_bytes()),
+                password: Digest::of(password.resolve()?.as_bytes()),
             },
             AuthConfig::ApiKey { header, key } => SurfaceAuth::ApiKey {
                 header: HeaderName::from_bytes(header.as_bytes())?,
-                key: key.resolve()?.into_bytes(),
+                key: Digest::of(key.resolve()?.as_bytes()),
             },
             AuthConfig::Jwt { providers } => {
                 SurfaceAuth::Jwt(Arc::new(jwt::JwtAuth::from_pool(providers, metrics, pool)?))
@@ -121,12 +124,43 @@ impl AuthConfig {
     }
 }
 
+/// A secret as its SHA-256 digest. `subtle`'s `ct_eq` returns at once when the lengths differ,
+/// so comparing a presented credential with the secret itself would tell the secret's length;
+/// two digests always have the same length, and a digest tells nothing of the secret's.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Digest([u8; 32]);
+
+impl Digest {
+    pub fn of(bytes: &[u8]) -> Digest {
+        use sha2::Digest as _;
+        Digest(sha2::Sha256::digest(bytes).into())
+    }
+
+    /// Whether `presented` is the secret, in time independent of both.
+    pub fn matches(&self, presented: &[u8]) -> subtle::Choice {
+        Digest::of(presented).0.ct_eq(&self.0)
+    }
+
+    /// What is kept of the secret: 32 bytes, whatever its length.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.0
+    }
+}
+
 /// A surface's resolved authentication.
 #[derive(Clone)]
 pub enum SurfaceAuth {
     None,
-    Basic { username: String, password: Vec<u8> },
-    ApiKey { header: HeaderName, key: Vec<u8> },
+    Basic {
+        /// The name a successful caller is recorded as.
+        username: String,
+        user_digest: Digest,
+        password: Digest,
+    },
+    ApiKey {
+        header: HeaderName,
+        key: Digest,
+    },
     Jwt(Arc<jwt::JwtAuth>),
 }
 
@@ -248,7 +282,7 @@ impl SurfaceAuth {
             }
             SurfaceAuth::ApiKey { header, key } => {
                 let presented = req.headers().get(header).ok_or(AuthFailure::Missing)?;
-                if bool::from(presented.as_bytes().ct_eq(key)) {
+                if bool::from(key.matches(presented.as_bytes())) {
                     Ok(Caller {
                         method: CallerMethod::ApiKey,
                         principal: Some(header.as_str().to_string()),
@@ -258,7 +292,11 @@ impl SurfaceAuth {
                     Err(AuthFailure::Invalid)
                 }
             }
-            SurfaceAuth::Basic { username, password } => {
+            SurfaceAuth::Basic {
+                username,
+                user_digest,
+                password,
+            } => {
                 let value = req
                     .headers()
                     .get(AUTHORIZATION)
@@ -277,8 +315,8 @@ impl SurfaceAuth {
                     .ok_or(AuthFailure::Malformed)?;
                 let (user, pass) = (&decoded[..colon], &decoded[colon + 1..]);
                 // Both compared, always, so timing does not tell which one was wrong.
-                let user_ok = user.ct_eq(username.as_bytes());
-                let pass_ok = pass.ct_eq(password);
+                let user_ok = user_digest.matches(user);
+                let pass_ok = password.matches(pass);
                 if bool::from(user_ok & pass_ok) {
                     Ok(Caller {
                         method: CallerMethod::Basic,
@@ -296,13 +334,16 @@ impl SurfaceAuth {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::secret::Secret;
     use actix_web::test::TestRequest;
 
     fn basic() -> SurfaceAuth {
-        SurfaceAuth::Basic {
+        AuthConfig::Basic {
             username: "gosign".into(),
-            password: b"s3cret".to_vec(),
+            password: Secret::Inline("s3cret".into()),
         }
+        .build(None)
+        .unwrap()
     }
 
     fn header(user: &str, pass: &str) -> String {
@@ -341,10 +382,12 @@ mod tests {
 
     #[actix_web::test]
     async fn api_key_header_is_compared() {
-        let auth = SurfaceAuth::ApiKey {
-            header: HeaderName::from_static("x-api-key"),
-            key: b"0123456789abcdef".to_vec(),
-        };
+        let auth = AuthConfig::ApiKey {
+            header: "X-Api-Key".into(),
+            key: Secret::Inline("0123456789abcdef".into()),
+        }
+        .build(None)
+        .unwrap();
         let ok = TestRequest::default()
             .insert_header(("X-Api-Key", "0123456789abcdef"))
             .to_http_request();
@@ -353,5 +396,52 @@ mod tests {
             .insert_header(("X-Api-Key", "0123456789abcdeX"))
             .to_http_request();
         assert_eq!(auth.check(&bad).await, Err(AuthFailure::Invalid));
+    }
+
+    /// Only a fixed-length digest of a secret is kept and compared: a key of 16 characters and
+    /// one of 200 leave the same 32 bytes, so a comparison's time cannot depend on the length
+    /// (`ct_eq` on the raw secret returned early for a presented value of another length).
+    #[actix_web::test]
+    async fn secrets_are_kept_and_compared_as_fixed_length_digests() {
+        let short = "0123456789abcdef";
+        let long = "k".repeat(200);
+        for key in [short, long.as_str()] {
+            let auth = AuthConfig::ApiKey {
+                header: "X-Api-Key".into(),
+                key: Secret::Inline(key.into()),
+            }
+            .build(None)
+            .unwrap();
+            let SurfaceAuth::ApiKey { key: kept, .. } = &auth else {
+                panic!("{auth:?}");
+            };
+            assert_eq!(kept.as_bytes().len(), 32);
+            assert_ne!(kept.as_bytes(), &key.as_bytes()[..32.min(key.len())]);
+            // Presented values of every length, a prefix and an extension included.
+            let extended = format!("{key}x");
+            for presented in ["", &key[..1], &key[..key.len() - 1], key, extended.as_str()] {
+                let r = TestRequest::default()
+                    .insert_header(("X-Api-Key", presented))
+                    .to_http_request();
+                let want = if presented == key {
+                    Ok(())
+                } else {
+                    Err(AuthFailure::Invalid)
+                };
+                assert_eq!(auth.check(&r).await.map(|_| ()), want, "{presented:?}");
+            }
+        }
+        let SurfaceAuth::Basic {
+            user_digest,
+            password,
+            ..
+        } = basic()
+        else {
+            panic!()
+        };
+        assert_eq!(
+            (user_digest.as_bytes().len(), password.as_bytes().len()),
+            (32, 32)
+        );
     }
 }

@@ -138,8 +138,12 @@ async fn sweep_parked(
     mut stop: watch::Receiver<bool>,
 ) {
     loop {
-        let cutoff = Utc::now() - chrono::Duration::from_std(park_timeout).unwrap_or_default();
-        match store.expire_parked(cutoff).await {
+        // A timeout too long for a timestamp expires nothing (never everything).
+        let expired = match crate::config::ago(park_timeout) {
+            Some(cutoff) => store.expire_parked(cutoff).await,
+            None => Ok(0),
+        };
+        match expired {
             Ok(0) => {}
             Ok(n) => {
                 metrics

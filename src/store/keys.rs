@@ -23,7 +23,11 @@ pub const WITHDRAWN: &[u8] = b"w/"; // w/<vendor>\0<tx>    -> withdrawn-at ms (t
 pub const DEAD: &[u8] = b"l/"; // l/<event uuid>            -> DeadLetter json
 pub const QUARANTINE: &[u8] = b"q/"; // q/<uuid>            -> QuarantineEntry json
 pub const ONCE: &[u8] = b"n/"; // n/<once key>             -> job uuid + queued-at ms
+/// Events by transaction, for `GET /api/v1/events?transaction_id=`: no scan of every event.
+pub const BY_TRANSACTION: &[u8] = b"x/"; // x/<vendor>\0<tx>\0<event uuid> -> ""
 pub const PROBE: &[u8] = b"m/probe";
+/// Set once the events of an older store are indexed by transaction.
+pub const INDEXED_BY_TRANSACTION: &[u8] = b"m/indexed-by-transaction";
 
 fn cat(parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(parts.iter().map(|p| p.len()).sum());
@@ -89,6 +93,14 @@ pub fn withdrawn(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[WITHDRAWN, &transaction(vendor, tx)])
 }
 
+pub fn by_transaction_prefix(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
+    cat(&[BY_TRANSACTION, &transaction(vendor, tx), b"\0"])
+}
+
+pub fn by_transaction(vendor: Vendor, tx: &TransactionId, id: Uuid) -> Vec<u8> {
+    cat(&[&by_transaction_prefix(vendor, tx), id.as_bytes()])
+}
+
 pub fn parked_prefix(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[PARKED, &transaction(vendor, tx), b"\0"])
 }
@@ -97,7 +109,7 @@ pub fn parked(vendor: Vendor, tx: &TransactionId, id: Uuid) -> Vec<u8> {
     cat(&[&parked_prefix(vendor, tx), id.as_bytes()])
 }
 
-/// The event id at the end of a parked key.
+/// The event id at the end of a parked or by-transaction key.
 pub fn parked_event(key: &[u8]) -> Option<Uuid> {
     let tail = key.get(key.len().checked_sub(16)?..)?;
     Uuid::from_slice(tail).ok()

@@ -7,6 +7,7 @@
 mod archive;
 mod keys;
 mod sled_store;
+mod spool;
 pub mod writer;
 
 use async_trait::async_trait;
@@ -21,6 +22,7 @@ use crate::registry::Registration;
 use crate::rules::TerminalOutcome;
 
 pub use sled_store::{SledStore, StoreOptions};
+pub use spool::{Spool, Spooled, Spooler};
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
@@ -194,10 +196,20 @@ pub trait Store: Send + Sync + 'static {
     async fn barrier(&self) -> Result<(), StoreError>;
     /// Dead-letters parked events older than `cutoff`; returns how many.
     async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
-    /// Purges finished events, their payloads and old quarantine entries older than `cutoff`.
+    /// Purges finished events, their payloads and old quarantine entries older than `cutoff`,
+    /// and registrations whose transaction's outcome was delivered, or that were withdrawn,
+    /// before `cutoff`.
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError>;
     /// A durable write, to prove the store is writable.
     async fn probe(&self) -> Result<(), StoreError>;
+    /// Refuses (`DiskLow`) while free space is below the floor, asked of the file system now:
+    /// every write decision and readiness check calls it.
+    fn room(&self) -> Result<(), StoreError>;
+    /// Where large bodies are spooled while they are read, to be adopted as their payload's
+    /// file by `record` and `quarantine`; `None` reads them into memory.
+    fn spooler(&self) -> Option<Spooler> {
+        None
+    }
 
     async fn event(&self, id: Uuid) -> Result<Option<SigningEvent>, StoreError>;
     async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError>;

@@ -11,8 +11,9 @@ use chrono::{DateTime, Utc};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::archive::Archive;
+use super::archive::{Archive, ORPHAN_AGE};
 use super::keys;
+use super::spool::{Spooled, Spooler};
 use super::writer::{CommitObserver, Counts, Staging, Writer};
 use super::{
     Depths, Enqueued, EventQuery, NewEvent, NewQuarantine, QuarantineEntry, RawPayload, Recorded,
@@ -54,6 +55,7 @@ pub struct SledStore {
     counts: Arc<Counts>,
     options: StoreOptions,
     path: PathBuf,
+    events_read: std::sync::atomic::AtomicU64,
 }
 
 fn json<T: serde::Serialize>(v: &T) -> Vec<u8> {
@@ -66,6 +68,21 @@ fn parse<T: serde::de::DeserializeOwned>(what: &str, b: &[u8]) -> Result<T, Stor
 
 fn uuid_at(b: &[u8]) -> Result<Uuid, StoreError> {
     Uuid::from_slice(b).map_err(|_| StoreError::Corrupt("event id".into()))
+}
+
+/// What keeps a payload's file from the orphan sweep while it is recorded.
+enum PayloadClaim {
+    New(super::archive::Claim),
+    Spooled(Arc<Spooled>),
+}
+
+impl PayloadClaim {
+    fn id(&self) -> Uuid {
+        match self {
+            PayloadClaim::New(c) => c.id,
+            PayloadClaim::Spooled(s) => s.id(),
+        }
+    }
 }
 
 /// An outbox entry of older stores, which queued NRC deliveries only.
@@ -168,6 +185,7 @@ impl SledStore {
                 counts,
                 options,
                 path: path.to_path_buf(),
+                events_read: Default::default(),
             },
             handle,
         ))
@@ -175,6 +193,115 @@ impl SledStore {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Purges registrations (personal data: the owner's and signers' names and e-mail
+    /// addresses) once they are no longer needed: their transaction's terminal outcome was
+    /// delivered before `cutoff`, or they were withdrawn before `cutoff` (the tombstone goes).
+    /// Decided inside the writer, so a registration renewed meanwhile stays.
+    async fn purge_registrations(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let mut candidates = Vec::new();
+        for kv in self.tree.scan_prefix(keys::REGISTRATION) {
+            let (k, v) = kv?;
+            let reg: Registration = parse("registration", &v)?;
+            if self
+                .tree
+                .contains_key(keys::terminal(reg.vendor, &reg.transaction_id))?
+            {
+                candidates.push((k.to_vec(), Some(reg)));
+            }
+        }
+        for kv in self.tree.scan_prefix(keys::WITHDRAWN) {
+            let (k, v) = kv?;
+            if keys::from_ms(&v).is_some_and(|at| at < cutoff) {
+                candidates.push((k.to_vec(), None));
+            }
+        }
+        if candidates.is_empty() {
+            return Ok(0);
+        }
+        self.writer
+            .write(move |s| {
+                let mut n = 0;
+                for (key, reg) in candidates {
+                    let over = match reg {
+                        Some(reg) => registration_over(s, reg.vendor, &reg.transaction_id, cutoff)?,
+                        None => s
+                            .get(&key)?
+                            .is_some_and(|v| keys::from_ms(&v).is_some_and(|at| at < cutoff)),
+                    };
+                    if over {
+                        s.remove(key);
+                        n += 1;
+                    }
+                }
+                Ok(n)
+            })
+            .await
+    }
+
+    /// The events of one transaction, from the index by transaction (oldest first).
+    fn events_of_transaction(
+        &self,
+        q: &EventQuery,
+        tx: &TransactionId,
+        limit: usize,
+    ) -> Result<Vec<SigningEvent>, StoreError> {
+        let vendors = match q.vendor {
+            Some(v) => vec![v],
+            None => Vendor::ALL.to_vec(),
+        };
+        let mut ids = Vec::new();
+        for v in vendors {
+            for k in self
+                .tree
+                .scan_prefix(keys::by_transaction_prefix(v, tx))
+                .keys()
+            {
+                let k = k?;
+                ids.push(
+                    keys::parked_event(&k).ok_or_else(|| StoreError::Corrupt("index".into()))?,
+                );
+            }
+        }
+        // UUIDv7: in time order, as the scan of every event returns them.
+        ids.sort();
+        let mut out = Vec::new();
+        for id in ids.into_iter().filter(|id| q.after.is_none_or(|a| *id > a)) {
+            let Some(v) = self.tree.get(keys::event(id))? else {
+                continue;
+            };
+            let e: SigningEvent = parse("event", &v)?;
+            self.events_read.fetch_add(1, Relaxed);
+            if q.state.is_none_or(|s| s.matches(&e.relay)) {
+                out.push(e);
+                if out.len() >= limit {
+                    break;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Event records read by `events` so far: a query by transaction reads only that
+    /// transaction's events (its tests count them).
+    pub fn events_read(&self) -> u64 {
+        self.events_read.load(Relaxed)
+    }
+
+    /// Removes payload files that no record refers to and that are older than `age`, except
+    /// those whose batch is on its way (claimed); returns how many.
+    pub async fn sweep_orphans(&self, age: std::time::Duration) -> Result<usize, StoreError> {
+        let tree = self.tree.clone();
+        let archive = self.archive.clone();
+        tokio::task::spawn_blocking(move || {
+            archive.sweep_orphans(
+                |id| tree.contains_key(keys::payload(id)).unwrap_or(true),
+                age,
+            )
+        })
+        .await
+        .map_err(|_| StoreError::Closed)
     }
 
     /// Fails once a group commit has failed: what the tree holds may not be on disk.
@@ -186,16 +313,12 @@ impl SledStore {
         }
     }
 
-    /// Refuses new work while the disk holding the store is nearly full.
-    fn room(&self) -> Result<(), StoreError> {
-        if self.options.min_free_bytes == 0 {
-            return Ok(());
-        }
-        match free_bytes(&self.path) {
-            Some(free) if free < self.options.min_free_bytes => Err(StoreError::DiskLow {
-                free_mib: free / (1024 * 1024),
-            }),
-            _ => Ok(()),
+    /// The archive id of a payload about to be recorded, claimed until the returned handle
+    /// is dropped: a spooled body's own (its file becomes the payload's), or a new one.
+    fn claim(&self, payload: &RawPayload) -> PayloadClaim {
+        match &payload.spooled {
+            Some(s) => PayloadClaim::Spooled(s.clone()),
+            None => PayloadClaim::New(self.archive.claim()),
         }
     }
 
@@ -249,20 +372,42 @@ fn upgrade(tree: &sled::Tree) -> Result<(), StoreError> {
         batch.insert(keys::job(Party::Nrc, job.due, job.id), json(&job));
         batch.remove(k);
     }
+    // Events by transaction (stores written before the index).
+    if !tree.contains_key(keys::INDEXED_BY_TRANSACTION)? {
+        for kv in tree.scan_prefix(keys::EVENT) {
+            let e: SigningEvent = parse("event", &kv?.1)?;
+            batch.insert(
+                keys::by_transaction(e.vendor, &e.transaction_id, e.id),
+                vec![],
+            );
+        }
+        batch.insert(keys::INDEXED_BY_TRANSACTION, vec![]);
+    }
     tree.apply_batch(batch)?;
     Ok(())
 }
 
-/// Bytes available to an unprivileged writer on the filesystem holding `path`.
-fn free_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a writable statvfs.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
+/// Whether a registration has served its purpose by `cutoff`: its transaction's terminal
+/// outcome was delivered before then (or its event, final, is purged already).
+fn registration_over(
+    s: &Staging<'_>,
+    vendor: Vendor,
+    tx: &TransactionId,
+    cutoff: DateTime<Utc>,
+) -> Result<bool, StoreError> {
+    if !s.contains(&keys::registration(vendor, tx))? {
+        return Ok(false);
     }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let Some(t) = s.get(&keys::terminal(vendor, tx))? else {
+        return Ok(false);
+    };
+    let t = keys::parse_terminal(&t).ok_or_else(|| StoreError::Corrupt("terminal".into()))?;
+    Ok(match load_event(s, t.event_id) {
+        Ok(e) => matches!(e.relay, RelayState::Delivered { at, .. } if at < cutoff),
+        // Only the purge removes events, and only finished ones.
+        Err(StoreError::NotFound) => true,
+        Err(e) => return Err(e),
+    })
 }
 
 fn queue(s: &mut Staging<'_>, job: &Job) {
@@ -371,6 +516,10 @@ fn record_in(
     };
     s.insert(dkey, id.as_bytes().to_vec());
     s.insert(keys::payload(archive_id), encoded);
+    s.insert(
+        keys::by_transaction(event.vendor, &event.transaction_id, id),
+        Vec::new(),
+    );
     let saved = move_event(s, event, (plan.relay, plan.job), now);
     Ok(Recorded::New(Box::new(saved)))
 }
@@ -551,12 +700,22 @@ impl Store for SledStore {
             self.writer.write(|_| Ok(())).await?;
             return Ok(Recorded::Duplicate { event_id });
         }
-        let archive_id = Uuid::now_v7();
+        // Claimed: the orphan sweep leaves its file alone until the batch is in.
+        let claim = self.claim(&payload);
+        let archive_id = claim.id();
+        let large = Archive::goes_to_file(&payload);
         let encoded = self.encode_payload(archive_id, payload).await?;
         let policy = self.options.policy;
-        self.writer
+        let recorded = self
+            .writer
             .write(move |s| record_in(s, policy, new, archive_id, encoded))
-            .await
+            .await;
+        if large && matches!(recorded, Ok(Recorded::Duplicate { .. })) {
+            // Nothing refers to the file written for it.
+            self.archive.remove_file(archive_id);
+        }
+        drop(claim);
+        recorded
     }
 
     async fn quarantine(
@@ -572,7 +731,8 @@ impl Store for SledStore {
                 return parse("quarantine", &q);
             }
         }
-        let archive_id = Uuid::now_v7();
+        let claim = self.claim(&payload);
+        let archive_id = claim.id();
         let encoded = self.encode_payload(archive_id, payload).await?;
         let entry = QuarantineEntry {
             id: Uuid::now_v7(),
@@ -584,7 +744,8 @@ impl Store for SledStore {
             caller: q.caller,
             dedup_key: q.dedup_key,
         };
-        self.writer
+        let kept = self
+            .writer
             .write(move |s| {
                 if let Some(id) = s.get(&dkey)? {
                     if let Some(q) = s.get(&keys::quarantine(uuid_at(&id)?))? {
@@ -597,7 +758,13 @@ impl Store for SledStore {
                 s.deltas.quarantine += 1;
                 Ok(entry)
             })
-            .await
+            .await;
+        if matches!(&kept, Ok(q) if q.archive_id != archive_id) {
+            // Quarantined before: nothing refers to what was written for this one.
+            self.archive.remove_file(archive_id);
+        }
+        drop(claim);
+        kept
     }
 
     async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
@@ -694,20 +861,25 @@ impl Store for SledStore {
 
     async fn complete(&self, job: &Job, mut result: JobResult) -> Result<(), StoreError> {
         let mut records = Vec::new();
+        let mut claims = Vec::new();
         if let JobResult::Done(done) = &mut result {
             self.usable()?;
             for (new, payload) in done.record.drain(..) {
-                let archive_id = Uuid::now_v7();
-                let encoded = self.encode_payload(archive_id, payload).await?;
-                records.push((new, archive_id, encoded));
+                let claim = self.claim(&payload);
+                let encoded = self.encode_payload(claim.id(), payload).await?;
+                records.push((new, claim.id(), encoded));
+                claims.push(claim);
             }
         }
         let (job, policy) = (job.clone(), self.options.policy);
         // Lazy: until it is durable the worker keeps the job in flight, and a crash before
         // that runs it once more (at least once), so it need not cost a sync of its own.
-        self.writer
+        let completed = self
+            .writer
             .write_lazy(move |s| complete_in(s, policy, &job, result, records))
-            .await
+            .await;
+        drop(claims);
+        completed
     }
 
     async fn enqueue(&self, job: Job, once: Option<String>) -> Result<Enqueued, StoreError> {
@@ -791,6 +963,7 @@ impl Store for SledStore {
     }
 
     async fn purge(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let registrations = self.purge_registrations(cutoff).await?;
         // Events are keyed by UUIDv7, so they are in time order: stop at the first young one.
         let cutoff_ms = cutoff.timestamp_millis().max(0) as u64;
         let mut candidates = Vec::new();
@@ -823,7 +996,7 @@ impl Store for SledStore {
                 onces.push(k.to_vec());
             }
         }
-        let n = candidates.len() + quarantined.len();
+        let n = candidates.len() + quarantined.len() + registrations;
         let archive = self.archive.clone();
         let files: Vec<Uuid> = candidates
             .iter()
@@ -835,6 +1008,7 @@ impl Store for SledStore {
             self.writer
                 .write(move |s| {
                     for e in chunk {
+                        s.remove(keys::by_transaction(e.vendor, &e.transaction_id, e.id));
                         s.remove(keys::event(e.id));
                         s.remove(keys::payload(e.archive_id));
                         s.remove(keys::delivery(&e.dedup_key));
@@ -843,34 +1017,28 @@ impl Store for SledStore {
                 })
                 .await?;
         }
-        self.writer
-            .write(move |s| {
-                for k in onces {
-                    s.remove(k);
-                }
-                for q in quarantined {
-                    s.remove(keys::delivery(&q.dedup_key));
-                    s.remove(keys::quarantine(q.id));
-                    s.remove(keys::payload(q.archive_id));
-                    s.deltas.quarantine -= 1;
-                }
-                Ok(())
-            })
-            .await?;
+        if !quarantined.is_empty() || !onces.is_empty() {
+            self.writer
+                .write(move |s| {
+                    for k in onces {
+                        s.remove(k);
+                    }
+                    for q in quarantined {
+                        s.remove(keys::delivery(&q.dedup_key));
+                        s.remove(keys::quarantine(q.id));
+                        s.remove(keys::payload(q.archive_id));
+                        s.deltas.quarantine -= 1;
+                    }
+                    Ok(())
+                })
+                .await?;
+        }
         for id in files {
             archive.remove_file(id);
         }
-        let tree = self.tree.clone();
-        let age = (Utc::now() - cutoff).to_std().unwrap_or_default();
-        let sweep = archive.clone();
-        tokio::task::spawn_blocking(move || {
-            sweep.sweep_orphans(
-                |id| tree.contains_key(keys::payload(id)).unwrap_or(true),
-                age,
-            )
-        })
-        .await
-        .map_err(|_| StoreError::Closed)?;
+        // Orphans by their own safe age, never the retention's: a retention of 0 would take
+        // a file whose batch is still on its way.
+        self.sweep_orphans(ORPHAN_AGE).await?;
         Ok(n)
     }
 
@@ -895,6 +1063,9 @@ impl Store for SledStore {
     async fn events(&self, q: &EventQuery) -> Result<Vec<SigningEvent>, StoreError> {
         self.usable()?;
         let limit = q.limit.unwrap_or(100).clamp(1, 1000);
+        if let Some(tx) = &q.transaction_id {
+            return self.events_of_transaction(q, tx, limit);
+        }
         let start = match q.after {
             Some(after) => {
                 let mut k = keys::event(after);
@@ -910,6 +1081,7 @@ impl Store for SledStore {
                 break;
             }
             let e: SigningEvent = parse("event", &v)?;
+            self.events_read.fetch_add(1, Relaxed);
             let keep = q.vendor.is_none_or(|v| v == e.vendor)
                 && q.transaction_id
                     .as_ref()
@@ -964,6 +1136,17 @@ impl Store for SledStore {
         self.writer.failed()
     }
 
+    fn room(&self) -> Result<(), StoreError> {
+        super::spool::check_room(&self.path, self.options.min_free_bytes)
+    }
+
+    fn spooler(&self) -> Option<Spooler> {
+        Some(Spooler::new(
+            self.archive.clone(),
+            self.options.min_free_bytes,
+        ))
+    }
+
     fn depths(&self) -> Depths {
         Depths {
             outbox: self.counts.outbox.load(Relaxed),
@@ -1003,10 +1186,7 @@ mod tests {
     }
 
     fn payload(n: usize) -> RawPayload {
-        RawPayload {
-            content_type: "application/json".into(),
-            bytes: Bytes::from(vec![b'x'; n]),
-        }
+        RawPayload::new("application/json", Bytes::from(vec![b'x'; n]))
     }
 
     fn registration(tx: &str) -> Registration {
@@ -1081,20 +1261,7 @@ mod tests {
         s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
             .await
             .unwrap();
-        // Hold the writer, as a slow flush would.
-        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
-        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
-        let writer = s.writer.clone();
-        let hold = tokio::spawn(async move {
-            writer
-                .write(move |_| {
-                    let _ = held_tx.send(());
-                    let _ = release_rx.recv();
-                    Ok(())
-                })
-                .await
-        });
-        held_rx.await.unwrap();
+        let (hold, release_tx) = hold_writer(&s).await;
         let dup = {
             let s = s.clone();
             tokio::spawn(async move {
@@ -1113,6 +1280,30 @@ mod tests {
             dup.await.unwrap().unwrap(),
             Recorded::Duplicate { .. }
         ));
+    }
+
+    /// Holds the writer mid-group (as a slow flush would) until the sender is used; the task
+    /// ends once the held job is done.
+    async fn hold_writer(
+        s: &SledStore,
+    ) -> (
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (held_tx, held_rx) = tokio::sync::oneshot::channel();
+        let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+        let writer = s.writer.clone();
+        let hold = tokio::spawn(async move {
+            writer
+                .write(move |_| {
+                    let _ = held_tx.send(());
+                    let _ = release_rx.recv();
+                    Ok(())
+                })
+                .await
+        });
+        held_rx.await.unwrap();
+        (hold, release_tx)
     }
 
     /// Counts group commits and their sizes.
@@ -1395,7 +1586,10 @@ mod tests {
             .purge(Utc::now() + chrono::Duration::seconds(1))
             .await
             .unwrap();
-        assert_eq!(n, 2);
+        // Two events, and T1's registration: its outcome was delivered.
+        assert_eq!(n, 3);
+        let t1 = TransactionId::parse("T1").unwrap();
+        assert!(s.registration(Vendor::Gosign, &t1).await.unwrap().is_none());
         assert!(s.event(done.id).await.unwrap().is_none());
         assert!(s.payload(done.archive_id).await.unwrap().is_none());
         assert!(!dir
@@ -1420,6 +1614,160 @@ mod tests {
                 why: NotRelayed::RepeatedOutcome
             }
         );
+    }
+
+    /// A large payload's file is written before the batch that refers to it. A sweep in
+    /// between (a purge with a retention of 0 once swept files of any age) must leave it: the
+    /// callback is acknowledged once the batch commits. An orphan, claimed by nobody and
+    /// referred to by nothing, is still swept.
+    #[tokio::test]
+    async fn a_payload_file_waiting_for_its_batch_survives_a_sweep() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Arc::new(open(dir.path()));
+        let files = dir.path().join("payloads");
+        let orphan = files.join(Uuid::now_v7().simple().to_string());
+        std::fs::write(&orphan, b"left by a crash").unwrap();
+        let (hold, release_tx) = hold_writer(&s).await;
+        let size = super::super::archive::INLINE_MAX * 4;
+        let record = {
+            let s = s.clone();
+            tokio::spawn(async move {
+                s.record(new_event("T1", Outcome::Completed, "k"), payload(size))
+                    .await
+            })
+        };
+        // Its file is there (and fsynced) while its batch waits behind the held writer.
+        let waiting = |f: &std::path::Path| {
+            std::fs::read_dir(f)
+                .unwrap()
+                .flatten()
+                .filter(|e| e.path() != orphan && !e.file_name().to_string_lossy().contains('.'))
+                .count()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while waiting(&files) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no payload file written"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        assert!(!record.is_finished());
+        // A sweep that takes files of any age.
+        assert_eq!(s.sweep_orphans(std::time::Duration::ZERO).await.unwrap(), 1);
+        assert!(!orphan.exists(), "the orphan is swept");
+        release_tx.send(()).unwrap();
+        hold.await.unwrap().unwrap();
+        let e = recorded(record.await.unwrap().unwrap());
+        let p = s
+            .payload(e.archive_id)
+            .await
+            .unwrap()
+            .expect("payload kept");
+        assert_eq!(p.bytes.len(), size);
+        // Referenced now: still not an orphan.
+        assert_eq!(s.sweep_orphans(std::time::Duration::ZERO).await.unwrap(), 0);
+        assert!(s.payload(e.archive_id).await.unwrap().is_some());
+    }
+
+    /// A large duplicate leaves no file behind (it was written before the dedup decided).
+    #[tokio::test]
+    async fn a_large_duplicate_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = open(dir.path());
+        let size = super::super::archive::INLINE_MAX * 2;
+        let payload_files = || {
+            std::fs::read_dir(dir.path().join("payloads"))
+                .unwrap()
+                .count()
+        };
+        s.record(new_event("T1", Outcome::Completed, "k"), payload(size))
+            .await
+            .unwrap();
+        let before = payload_files();
+        // Both pass the pre-check before either commits: the second is a duplicate found
+        // inside the writer, after its file was written.
+        let (a, b) = tokio::join!(
+            s.record(new_event("T2", Outcome::Completed, "k2"), payload(size)),
+            s.record(new_event("T2", Outcome::Completed, "k2"), payload(size)),
+        );
+        let dups = [a.unwrap(), b.unwrap()]
+            .iter()
+            .filter(|r| matches!(r, Recorded::Duplicate { .. }))
+            .count();
+        assert_eq!(dups, 1);
+        assert_eq!(payload_files(), before + 1);
+    }
+
+    /// `events?transaction_id=` reads the transaction's own events from the index, not every
+    /// event in the store; an older store without the index gets it on open.
+    #[tokio::test]
+    async fn a_transaction_query_reads_only_its_own_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, writer) = SledStore::open(dir.path(), StoreOptions::default(), None).unwrap();
+        for i in 0..600 {
+            let tx = format!("T{}", i % 200);
+            s.record(
+                new_event(
+                    &tx,
+                    Outcome::Progress {
+                        detail: format!("{i}"),
+                    },
+                    &format!("k{i}"),
+                ),
+                payload(1),
+            )
+            .await
+            .unwrap();
+        }
+        let query = |tx: &str, after: Option<Uuid>, limit: Option<usize>| EventQuery {
+            transaction_id: Some(TransactionId::parse(tx).unwrap()),
+            after,
+            limit,
+            ..EventQuery::default()
+        };
+        let before = s.events_read();
+        let found = s.events(&query("T7", None, None)).await.unwrap();
+        assert_eq!(found.len(), 3);
+        assert!(found.iter().all(|e| e.transaction_id == "T7"));
+        assert!(found.windows(2).all(|w| w[0].id < w[1].id), "oldest first");
+        assert_eq!(
+            s.events_read() - before,
+            3,
+            "read only the transaction's events"
+        );
+        // Paging and vendors.
+        let page = s
+            .events(&query("T7", Some(found[0].id), Some(1)))
+            .await
+            .unwrap();
+        assert_eq!(page[0].id, found[1].id);
+        let none = EventQuery {
+            vendor: Some(Vendor::Pkisigning),
+            ..query("T7", None, None)
+        };
+        assert!(s.events(&none).await.unwrap().is_empty());
+        // An older store: its index is built on open.
+        let index = keys::BY_TRANSACTION.to_vec();
+        s.writer
+            .write(move |st| {
+                for (k, _) in st.scan_prefix(&index)? {
+                    st.remove(k);
+                }
+                st.remove(keys::INDEXED_BY_TRANSACTION.to_vec());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        drop(s);
+        writer.join().unwrap();
+        let s = open(dir.path());
+        let again = s.events(&query("T7", None, None)).await.unwrap();
+        assert_eq!(
+            again.iter().map(|e| e.id).collect::<Vec<_>>(),
+            found.iter().map(|e| e.id).collect::<Vec<_>>()
+        );
+        assert_eq!(s.events_read(), 3);
     }
 
     #[tokio::test]

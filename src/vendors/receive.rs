@@ -166,16 +166,26 @@ pub async fn receive<S: Surface>(
             return answers.too_large(limit);
         }
         Err(BodyError::Incomplete) => return answers.incomplete(),
+        Err(BodyError::Unavailable) => {
+            inlet.count("retry_later");
+            return answers.not_recorded();
+        }
     };
     let parsed = s.parse(&req, &body.bytes, &mut answers).await;
-    let raw = || RawPayload {
-        content_type: req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or(S::CONTENT_TYPE)
-            .to_string(),
-        bytes: s.archived(&body.bytes),
+    let raw = || {
+        let bytes = s.archived(&body.bytes);
+        // A spooled body becomes its payload's file, unless the surface archives other bytes.
+        let same = bytes.as_ptr() == body.bytes.as_ptr() && bytes.len() == body.bytes.len();
+        RawPayload {
+            content_type: req
+                .headers()
+                .get(header::CONTENT_TYPE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or(S::CONTENT_TYPE)
+                .to_string(),
+            bytes,
+            spooled: body.spooled.clone().filter(|_| same),
+        }
     };
     match parsed {
         Parsed::Answer(response) => response,

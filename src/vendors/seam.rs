@@ -26,6 +26,8 @@ pub struct Settings {
     pub public_url: String,
     /// How long a client gets to send a request (bodies get a multiple of it).
     pub client_timeout: Duration,
+    /// The slowest a request body may arrive.
+    pub body_min_rate: crate::http::body::MinRate,
     /// signrelay's ZGW identity (the NRC's), the default towards other ZGW components.
     pub zgw: ZgwIdentity,
 }
@@ -63,14 +65,17 @@ impl Wiring<'_> {
         })
     }
 
-    /// Body bounds for a callback surface: at most `limit_mib`, at most `large_in_flight`
-    /// bodies over 1 MiB in memory at once.
+    /// Body bounds for a callback surface: at most `limit_mib`, at the server's minimum rate,
+    /// large ones spooled into the store's payload archive and at most `large_in_flight` of
+    /// those over 1 MiB parsed at once.
     pub fn body_limits(&self, limit_mib: usize, large_in_flight: usize) -> BodyLimits {
         BodyLimits::new(
-            limit_mib * 1024 * 1024,
+            limit_mib.saturating_mul(1024 * 1024),
             large_in_flight,
             self.settings.client_timeout * 4,
+            self.settings.body_min_rate,
         )
+        .spooled(self.store.spooler())
     }
 }
 

@@ -531,14 +531,7 @@ async fn low_disk_space_is_refused_before_any_write_fails() {
     let Some(disk) = small_disk("64m") else {
         return;
     };
-    let store = disk.path().join("store");
-    let app = spawn_app_with(|c| {
-        c.store.path = store.clone();
-        c.store.min_free_mib = 40;
-        c.vendors.gosign.soap.enabled = true;
-        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
-    })
-    .await;
+    let app = on_low_disk(&disk, true).await;
     let tx = "LOW-1";
     assert_eq!(app.register(tx, "zaak-low").await.status(), 201);
     // Leave about 20 MiB free: under the floor, far from full.
@@ -567,6 +560,53 @@ async fn low_disk_space_is_refused_before_any_write_fails() {
     assert_eq!(got.len(), 1);
     app.stop().await;
     drop(disk);
+}
+
+/// `/readyz` and GoSign's status ping ask the file system for free space on every call: a
+/// disk that fills up between two store probes (every 5 s) shows at the very next request,
+/// and so does the space freed again.
+#[tokio::test]
+async fn readiness_follows_a_filling_disk_at_once() {
+    let Some(disk) = small_disk("64m") else {
+        return;
+    };
+    let app = on_low_disk(&disk, false).await;
+    wait_ready(&app, 200, Duration::from_secs(7)).await;
+    let filler = disk.path().join("filler");
+    for round in 0..3 {
+        std::fs::write(&filler, vec![0u8; 40 << 20]).unwrap();
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(status, 503, "round {round}: {v}");
+        assert_eq!(v["checks"]["store_writable"], false, "{v}");
+        let (_, ping) = app.admin_get("/gosign/rest/status").await;
+        assert_eq!(
+            ping["services"]["workNotification"]["available"], false,
+            "{ping}"
+        );
+        std::fs::remove_file(&filler).unwrap();
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 200, "round {round}, space freed");
+        let (_, ping) = app.admin_get("/gosign/rest/status").await;
+        assert_eq!(ping, json!({"online": true}));
+    }
+    app.stop().await;
+    drop(disk);
+}
+
+/// signrelay on `disk` with a free-space floor of 40 MiB (SOAP too, when `soap`).
+async fn on_low_disk(disk: &Tmpfs, soap: bool) -> TestApp {
+    let store = disk.path().join("store");
+    spawn_app_with(|c| {
+        c.store.path = store;
+        c.store.min_free_mib = 40;
+        if soap {
+            c.vendors.gosign.soap.enabled = true;
+            c.vendors.gosign.soap.auth = Some(AuthConfig::None);
+        }
+    })
+    .await
 }
 
 /// Polls `/readyz` until it answers `status`.

@@ -3,6 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+use crate::config::within;
 use crate::secret::Secret;
 use crate::vendors::seam::Settings;
 
@@ -147,7 +148,8 @@ pub struct GosignRestConfig {
     pub auth: Option<AuthConfig>,
     /// Largest notify body (documents arrive inline, base64).
     pub body_limit_mib: usize,
-    /// Bodies above 1 MiB being read at once; more wait, so memory stays bounded.
+    /// Bodies above 1 MiB parsed and recorded at once (they are spooled to disk while they
+    /// arrive); more wait once complete, so the memory their parsing maps stays bounded.
     pub large_bodies_in_flight: usize,
 }
 
@@ -161,6 +163,22 @@ impl Default for GosignRestConfig {
             large_bodies_in_flight: 2,
         }
     }
+}
+
+/// A surface's body limit (MiB) and large bodies in flight, within their bounds.
+fn body_bounds(errs: &mut Vec<String>, surface: &str, limit_mib: usize, in_flight: usize) {
+    within(
+        errs,
+        &format!("{surface}.body_limit_mib"),
+        limit_mib,
+        1..=1024,
+    );
+    within(
+        errs,
+        &format!("{surface}.large_bodies_in_flight"),
+        in_flight,
+        1..=64,
+    );
 }
 
 impl GosignConfig {
@@ -182,11 +200,12 @@ impl GosignConfig {
                     }
                 }
             }
-            if self.rest.body_limit_mib == 0 || self.rest.large_bodies_in_flight == 0 {
-                errs.push(
-                    "gosign.rest.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
+            body_bounds(
+                &mut errs,
+                "gosign.rest",
+                self.rest.body_limit_mib,
+                self.rest.large_bodies_in_flight,
+            );
         }
         let soap = &self.soap;
         if soap.enabled {
@@ -211,11 +230,12 @@ impl GosignConfig {
                     }
                 }
             }
-            if soap.body_limit_mib == 0 || soap.large_bodies_in_flight == 0 {
-                errs.push(
-                    "gosign.soap.body_limit_mib and large_bodies_in_flight must be > 0".into(),
-                );
-            }
+            body_bounds(
+                &mut errs,
+                "gosign.soap",
+                soap.body_limit_mib,
+                soap.large_bodies_in_flight,
+            );
         }
         let w = &self.workability;
         match w.policy {
@@ -239,9 +259,18 @@ impl GosignConfig {
                 errs.push(format!("gosign.workability.forward_bearer: {e}"));
             }
         }
-        if w.timeout_ms == 0 {
-            errs.push("gosign.workability.timeout_ms must be > 0".into());
-        }
+        within(
+            &mut errs,
+            "gosign.workability.timeout_ms",
+            w.timeout_ms,
+            1..=60_000,
+        );
+        within(
+            &mut errs,
+            "gosign.workability.cache_secs",
+            w.cache_secs,
+            0..=86_400,
+        );
         errs
     }
 
@@ -273,6 +302,10 @@ mod tests {
         Settings {
             public_url: "http://localhost:8080".into(),
             client_timeout: std::time::Duration::from_secs(30),
+            body_min_rate: crate::http::body::MinRate {
+                bytes: 16 * 1024,
+                window: std::time::Duration::from_secs(10),
+            },
             zgw: ZgwIdentity {
                 client_id: "signrelay".into(),
                 secret: Secret::Inline("x".into()),

@@ -133,7 +133,7 @@ struct Document<'a> {
     content: Option<Content<'a>>,
     #[serde(borrow)]
     mime_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     bytes: Option<Cow<'a, str>>,
 }
 
@@ -142,8 +142,19 @@ struct Document<'a> {
 struct Content<'a> {
     #[serde(borrow)]
     mime_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "borrowed")]
     data: Option<Cow<'a, str>>,
+}
+
+/// An optional string borrowed from the body when it has no escapes. serde borrows a field
+/// typed `Cow<'a, str>` but copies one typed `Option<Cow<'a, str>>` (Cow's own impl always
+/// owns): a document's base64 text, tens of MiB, goes through this.
+fn borrowed<'de: 'a, 'a, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Cow<'a, str>>, D::Error> {
+    #[derive(Deserialize)]
+    struct Text<'a>(#[serde(borrow)] Cow<'a, str>);
+    Ok(Option::<Text<'a>>::deserialize(d)?.map(|t| t.0))
 }
 
 impl<'a> Document<'a> {
@@ -188,6 +199,16 @@ pub(crate) fn decoded_len(b64: &str) -> u64 {
     let t = b64.trim_end();
     let pad = t.bytes().rev().take_while(|&b| b == b'=').count();
     ((t.len() / 4) * 3 + (t.len() % 4).saturating_sub(1)).saturating_sub(pad) as u64
+}
+
+/// As `decoded_len`, for base64 text broken by whitespace (XML), without copying it.
+pub(crate) fn decoded_len_spaced(b64: &str) -> u64 {
+    let (mut len, mut pad) = (0usize, 0usize);
+    for b in b64.bytes().filter(|b| !b.is_ascii_whitespace()) {
+        len += 1;
+        pad = if b == b'=' { pad + 1 } else { 0 };
+    }
+    ((len / 4) * 3 + (len % 4).saturating_sub(1)).saturating_sub(pad) as u64
 }
 
 /// An envelope id as a transaction id (printable, bounded).
@@ -456,6 +477,22 @@ mod tests {
         assert!(!msg.contains("12345678"), "{msg}");
     }
 
+    /// A document's base64 text is borrowed from the body, not copied (bodies are up to
+    /// 64 MiB, spooled and mapped: a copy would put it all in memory again).
+    #[test]
+    fn document_text_is_borrowed_from_the_body() {
+        let body = br#"{"documents": [{"content": {"data": "QUJD"}}, {"bytes": "REVG"}, {"bytes": "R\/H"}]}"#;
+        let p: Payload<'_> = serde_json::from_slice(body).unwrap();
+        let docs = p.documents.unwrap();
+        assert!(matches!(
+            docs[0].content.as_ref().unwrap().data,
+            Some(Cow::Borrowed("QUJD"))
+        ));
+        assert!(matches!(docs[1].bytes, Some(Cow::Borrowed("REVG"))));
+        // An escape needs a copy, and gets one.
+        assert!(matches!(&docs[2].bytes, Some(Cow::Owned(s)) if s == "R/H"));
+    }
+
     #[test]
     fn decoded_len_matches_base64() {
         use base64::Engine;
@@ -463,6 +500,18 @@ mod tests {
             let data = vec![7u8; n];
             let b64 = base64::engine::general_purpose::STANDARD.encode(&data);
             assert_eq!(decoded_len(&b64), n as u64, "{b64}");
+            let spaced: String = b64
+                .chars()
+                .enumerate()
+                .flat_map(|(i, c)| {
+                    if i % 3 == 0 {
+                        vec!['\n', ' ', c]
+                    } else {
+                        vec![c]
+                    }
+                })
+                .collect();
+            assert_eq!(decoded_len_spaced(&spaced), n as u64, "{spaced:?}");
         }
     }
 

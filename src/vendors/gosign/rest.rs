@@ -134,7 +134,7 @@ pub async fn status(req: HttpRequest, gs: web::Data<RestSurface>) -> HttpRespons
     }
     // Report only the services that are down; without `services` all count as available.
     let mut services = serde_json::Map::new();
-    if !gs.inlet.intake.health.store_ok() {
+    if !gs.inlet.intake.store_writable() {
         // Notifications cannot be recorded now.
         services.insert(
             "workNotification".into(),

@@ -110,12 +110,7 @@ pub fn notification(op: &Element<'_>) -> Result<Notification, Rejection> {
         .map(|d| DocumentRef {
             external_id: d.child_text("docExternalId").unwrap_or("").to_string(),
             mime_type: mime_of(d).map(str::to_string),
-            size: base64_of(d)
-                .map(|b| {
-                    let compact: String = b.split_ascii_whitespace().collect();
-                    model::decoded_len(&compact)
-                })
-                .unwrap_or(0),
+            size: base64_of(d).map(model::decoded_len_spaced).unwrap_or(0),
             url: None,
         })
         .collect();

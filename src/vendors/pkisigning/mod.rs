@@ -90,10 +90,12 @@ impl VendorSection for PkisigningConfig {
         let (true, Some(auth)) = (self.enabled, &self.auth) else {
             return Ok(None);
         };
+        // Webhook bodies are small: read into memory, never spooled.
         let body = crate::http::body::BodyLimits::new(
             self.body_limit_kib * 1024,
             1,
             wiring.settings.client_timeout * 4,
+            wiring.settings.body_min_rate,
         );
         let mut inlet = wiring.inlet(Vendor::Pkisigning, webhook::SURFACE, auth, body)?;
         if let Some(t) = &self.path_token {

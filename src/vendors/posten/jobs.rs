@@ -169,10 +169,7 @@ fn recorded(tx: TransactionId, status: &JobStatus, body: bytes::Bytes) -> (NewEv
         },
         follow_up: None,
     };
-    let payload = RawPayload {
-        content_type: "application/xml".into(),
-        bytes: body,
-    };
+    let payload = RawPayload::new("application/xml", body);
     (event, payload)
 }
 

@@ -15,6 +15,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthFailure};
+use crate::config::within;
 use crate::event::{dedup_key, FollowUp, Outcome, TransactionId, Vendor};
 use crate::jobs::backoff::Backoff;
 use crate::jobs::{Attempt, Done, Job, JobHandler, LaneSettings, Party, Task};
@@ -57,10 +58,30 @@ impl VendorSection for ThrowawayConfig {
     }
 
     fn validate(&self, _: &Settings) -> Vec<String> {
-        match (&self.enabled, &self.auth) {
+        let mut errs = match (&self.enabled, &self.auth) {
             (true, None) => vec!["throwaway.auth is not set".into()],
             _ => Vec::new(),
-        }
+        };
+        let e = &mut errs;
+        within(
+            e,
+            "throwaway.backoff_initial_ms",
+            self.backoff_initial_ms,
+            1..=60_000,
+        );
+        within(
+            e,
+            "throwaway.backoff_max_ms",
+            self.backoff_max_ms,
+            1..=3_600_000,
+        );
+        within(
+            e,
+            "throwaway.give_up_after_secs",
+            self.give_up_after_secs,
+            1..=31_536_000,
+        );
+        errs
     }
 
     fn redacted(&self) -> serde_json::Value {
