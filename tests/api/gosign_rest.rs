@@ -534,6 +534,77 @@ async fn extended_closing_statuses_map_to_their_acties() {
     assert_eq!(app.nrc.received().len(), cases.len());
 }
 
+/// The seed's Extended example as a rejection: `status`/`previousStatus` as given, the notes'
+/// texts replaced (Anna Bianchi's note first and older, Luigi Verdi's later), and
+/// `rejected_by` (a step's mgrName) marked as the step that rejected.
+fn seed_extended_rejected(
+    envelope: &str,
+    status: &str,
+    previous: &str,
+    rejected_by: Option<&str>,
+) -> String {
+    let mut v: Value = serde_json::from_str(&seed_extended(envelope)).unwrap();
+    v["status"] = json!(status);
+    v["previousStatus"] = json!(previous);
+    v["notes"][0]["text"] = json!("Bedrag op pagina 2 klopt niet");
+    v["notes"][1]["text"] = json!("Graag eerst de bijlage aanvullen");
+    let steps = v["process"]["liveStatus"].as_array_mut().unwrap();
+    assert_eq!(steps[0]["mgrName"], "Anna");
+    let mut luigi = steps[0].clone();
+    luigi["mgrName"] = json!("Luigi");
+    luigi["mgrSurname"] = json!("Verdi");
+    luigi["stepNumber"] = json!(2);
+    steps.push(luigi);
+    for step in steps.iter_mut() {
+        if Some(step["mgrName"].as_str().unwrap()) == rejected_by {
+            step["status"] = json!("REJ");
+        }
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn extended_rejection_relays_the_rejecting_note_from_notes() {
+    let app = spawn_app().await;
+    let anna = "geweigerd door ondertekenaar: Bedrag op pagina 2 klopt niet";
+    let latest = "geweigerd door ondertekenaar: Graag eerst de bijlage aanvullen";
+    // (envelope, status, previousStatus, the step that rejected, reden)
+    let cases = [
+        // The rejecter's own note, though another recipient wrote one later.
+        ("X-NOTES-REJ", "REJ", "PGS", Some("Anna"), anna),
+        ("X-NOTES-STO", "STO", "REJ", Some("Anna"), anna),
+        // Who rejected cannot be told from the steps: the latest note.
+        ("X-NOTES-LATEST", "REJ", "PGS", None, latest),
+    ];
+    let mut zaken = Vec::new();
+    for (tx, status, previous, by, _) in cases {
+        zaken.push(register_tx(&app, "gosign", tx).await);
+        let body = seed_extended_rejected(tx, status, previous, by);
+        assert!(
+            body.contains(r#""note":null"#),
+            "the only text is in notes[]"
+        );
+        notify_ok(&app, tx, body).await;
+    }
+    app.nrc.wait_for(cases.len(), WAIT).await;
+    for ((tx, _, _, _, reden), zaak) in cases.into_iter().zip(&zaken) {
+        let e = delivered_event(&app, tx).await;
+        assert_eq!(
+            e["outcome"],
+            json!({"kind": "aborted", "reason": reden}),
+            "{tx}"
+        );
+        assert_notified(&app, tx, zaak, AFGEBROKEN, Some(reden));
+    }
+    // The notes' writers and the payload's e-mail addresses never reach the NRC.
+    for r in app.nrc.received() {
+        let sent = r.body.to_string();
+        for person in ["Anna", "Bianchi", "Luigi", "Verdi", "Mario", "@example.com"] {
+            assert!(!sent.contains(person), "{person} in {sent}");
+        }
+    }
+}
+
 #[tokio::test]
 async fn extended_sto_without_a_closing_previous_status_is_discarded() {
     let app = spawn_app().await;
