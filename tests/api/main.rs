@@ -15,4 +15,5 @@ mod openapi;
 mod openapi_api;
 mod openapi_check;
 mod relay;
+mod schemathesis;
 mod throwaway;
