@@ -398,6 +398,7 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
                 refresh_secs: 3600,
                 unknown_kid_refetch_secs: 1,
                 max_token_bytes: 8192,
+                allow_insecure_http: true,
             }],
         });
     })
