@@ -1020,15 +1020,17 @@ async fn assert_refused(
     assert!(quarantine(app).await.is_empty());
 }
 
+/// GoSign's Basic credentials as the tests configure them.
+fn gosign_basic() -> AuthConfig {
+    AuthConfig::Basic {
+        username: "gosign".into(),
+        password: Secret::Inline("s3cret-Pa55word".into()),
+    }
+}
+
 #[tokio::test]
 async fn basic_auth_guards_status_and_notify() {
-    let app = spawn_app_with(|c| {
-        c.vendors.gosign.rest.auth = Some(AuthConfig::Basic {
-            username: "gosign".into(),
-            password: Secret::Inline("s3cret-Pa55word".into()),
-        })
-    })
-    .await;
+    let app = spawn_app_with(|c| c.vendors.gosign.rest.auth = Some(gosign_basic())).await;
     let tx = "ENV-BASIC";
     let zaak = register_tx(&app, "gosign", tx).await;
     let wrong_pass = basic("gosign", "s3cret-Pa55wor");
@@ -1290,10 +1292,7 @@ async fn workability_refuses_the_ids_notify_refuses() {
 #[tokio::test]
 async fn wrong_methods_answer_405_with_allow_with_or_without_credentials() {
     let app = spawn_app_with(|c| {
-        c.vendors.gosign.rest.auth = Some(AuthConfig::Basic {
-            username: "gosign".into(),
-            password: Secret::Inline("s3cret-Pa55word".into()),
-        });
+        c.vendors.gosign.rest.auth = Some(gosign_basic());
         c.vendors.gosign.soap.enabled = true;
         c.vendors.gosign.soap.auth = Some(AuthConfig::None);
     })
