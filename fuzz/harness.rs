@@ -78,7 +78,9 @@ pub fn runtime() -> &'static tokio::runtime::Runtime {
 /// signrelay's JWT checker with one provider that can never be reached: its issuer is a
 /// `file:` URL, which the HTTP client refuses before any I/O, and its key refetch is limited
 /// to one attempt. So every check runs up to the key lookup, without network, and a token is
-/// never accepted (there is no key).
+/// never accepted (there is no key). The provider is chosen by `iss` and a token naming no
+/// configured issuer is refused before the key lookup, so the seeds meant to reach it name
+/// this issuer (`fuzz_issuer_es256`, `azure_v2_rs256`, `kid_traversal`, `jku_x5u_jwk`, …).
 pub fn jwt_auth() -> &'static signrelay::auth::SurfaceAuth {
     static AUTH: OnceLock<signrelay::auth::SurfaceAuth> = OnceLock::new();
     AUTH.get_or_init(|| {

@@ -170,6 +170,8 @@ pub async fn run() -> anyhow::Result<()> {
     p.path_token = Some(Secret::Inline(PKI_PATH_TOKEN.into()));
     p.api_url = pki.api_url.clone();
     p.token_url = pki.token_url.clone();
+    // The stand-in serves plain HTTP on loopback.
+    p.allow_insecure_http = true;
     p.client_id = Some(PKI_CLIENT.into());
     p.client_secret = Some(Secret::Inline(PKI_SECRET.into()));
     p.backoff_initial_ms = 50;

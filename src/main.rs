@@ -171,12 +171,20 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         #[cfg(feature = "demo")]
         Command::Demo => signrelay::demo::run().await,
         Command::CheckConfig { config } => {
+            // One verdict, the last line: invalid (validation), not usable (a provider that
+            // cannot be resolved), or valid (with its warnings counted).
             let cfg = Config::load(Some(&config))?;
             println!("{}", serde_json::to_string_pretty(&cfg.redacted())?);
-            eprintln!("configuration is valid");
-            let unresolved = check_identity_providers(&cfg).await?;
-            if unresolved > 0 {
-                anyhow::bail!("{unresolved} identity provider(s) could not be resolved");
+            let providers = check_identity_providers(&cfg).await?;
+            if providers.unresolved > 0 {
+                anyhow::bail!(
+                    "configuration is not usable: {} identity provider(s) could not be resolved",
+                    providers.unresolved
+                );
+            }
+            match providers.warnings {
+                0 => eprintln!("configuration is valid"),
+                n => eprintln!("configuration is valid, with {n} warning(s) above"),
             }
             Ok(())
         }
@@ -298,16 +306,36 @@ async fn resolve_keys(jwt: &signrelay::auth::jwt::JwtAuth) -> Vec<Result<String,
     out
 }
 
-async fn check_identity_providers(cfg: &Config) -> anyhow::Result<usize> {
-    let mut failed = 0;
+/// What `check-config` found of the identity providers.
+struct ProviderReport {
+    unresolved: usize,
+    warnings: usize,
+}
+
+/// Resolves every surface's providers, printing what each would trust, and warns of each
+/// provider allowed to fetch its keys over plain HTTP.
+async fn check_identity_providers(cfg: &Config) -> anyhow::Result<ProviderReport> {
+    let mut report = ProviderReport {
+        unresolved: 0,
+        warnings: 0,
+    };
     for (name, auth) in jwt_surfaces(cfg) {
         eprintln!("{name}: jwt");
-        for line in resolve_keys(&*build_jwt(name, auth)?).await {
-            failed += usize::from(line.is_err());
+        let jwt = build_jwt(name, auth)?;
+        for p in jwt.providers.iter().filter(|p| p.cfg.allow_insecure_http) {
+            report.warnings += 1;
+            eprintln!(
+                "  warning: {}: allow_insecure_http = true: discovery and keys may come over \
+                 plain HTTP, where anyone on the way can replace them; for tests only",
+                p.cfg.issuer
+            );
+        }
+        for line in resolve_keys(&jwt).await {
+            report.unresolved += usize::from(line.is_err());
             eprintln!("  {}", line.unwrap_or_else(|e| e));
         }
     }
-    Ok(failed)
+    Ok(report)
 }
 
 /// A token part (0: header, 1: claims) as pretty JSON, if it is base64url JSON.

@@ -457,6 +457,7 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
                 refresh_secs: 3600,
                 unknown_kid_refetch_secs: 1,
                 max_token_bytes: 8192,
+                allow_insecure_http: true,
             }],
         });
     })
@@ -493,6 +494,8 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
         p.path_token = Some(Secret::Inline(PKI_PATH_TOKEN.into()));
         p.api_url = api;
         p.token_url = token_url;
+        // The stand-in serves plain HTTP on loopback.
+        p.allow_insecure_http = true;
         p.client_id = Some("logscan".into());
         p.client_secret = Some(Secret::Inline(PKI_CLIENT_SECRET.into()));
         p.verify_settle_secs = 0;

@@ -68,11 +68,19 @@ pub struct JwtProviderConfig {
     /// Longest token accepted, bytes.
     #[serde(default = "default_max_token")]
     pub max_token_bytes: usize,
+    /// Allows an `http://` issuer and JWKS URL (for tests against a local identity provider).
+    /// Without it both must be `https://`: keys fetched over plain HTTP can be swapped in
+    /// transit, and then any token is "valid".
+    #[serde(default)]
+    pub allow_insecure_http: bool,
 }
 
 impl JwtProviderConfig {
     pub fn validate(&self, name: &str) -> Result<(), String> {
-        url::Url::parse(&self.issuer).map_err(|_| format!("{name}.issuer is not a URL"))?;
+        let issuer =
+            url::Url::parse(&self.issuer).map_err(|_| format!("{name}.issuer is not a URL"))?;
+        self.secure_url(issuer.as_str())
+            .map_err(|e| format!("{name}.issuer {e}"))?;
         if self.audiences.is_empty() {
             return Err(format!("{name}.audiences must list at least one audience"));
         }
@@ -108,6 +116,23 @@ impl JwtProviderConfig {
         match errs.is_empty() {
             true => Ok(()),
             false => Err(errs.join("; ")),
+        }
+    }
+}
+
+impl JwtProviderConfig {
+    /// Is `url` one keys may be fetched from: `https`, or `http` when explicitly allowed?
+    pub fn secure_url(&self, url: &str) -> Result<(), String> {
+        let scheme = url::Url::parse(url)
+            .map(|u| u.scheme().to_string())
+            .unwrap_or_default();
+        match (scheme.as_str(), self.allow_insecure_http) {
+            ("https", _) | ("http", true) => Ok(()),
+            ("http", false) => Err(format!(
+                "{url} is not https: keys fetched over plain HTTP can be replaced in transit \
+                 (allow_insecure_http = true permits it, for tests only)"
+            )),
+            _ => Err(format!("{url} is not an https URL")),
         }
     }
 }
@@ -248,6 +273,7 @@ impl Provider {
     pub fn new(cfg: JwtProviderConfig, metrics: Option<Arc<Metrics>>) -> anyhow::Result<Provider> {
         let http = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
+            .https_only(!cfg.allow_insecure_http)
             .timeout(Duration::from_secs(5))
             .user_agent(concat!("signrelay/", env!("CARGO_PKG_VERSION")))
             .build()?;
@@ -325,7 +351,11 @@ impl Provider {
                 issuer.as_str()
             );
         }
-        Ok(meta.jwks_uri().url().to_string())
+        let jwks_uri = meta.jwks_uri().url().to_string();
+        self.cfg
+            .secure_url(&jwks_uri)
+            .map_err(|e| anyhow::anyhow!("the metadata's jwks_uri {e}"))?;
+        Ok(jwks_uri)
     }
 
     async fn fetch(&self) -> anyhow::Result<usize> {
@@ -416,6 +446,22 @@ impl Provider {
         }
         let _ = self.refresh().await;
         self.key(kid).ok_or_else(|| self.missing_key_reason())
+    }
+
+    /// Why no key was found for `kid`, for `explain`.
+    fn key_trouble(&self, kid: &str) -> String {
+        let known = self.key_ids();
+        let issuer = &self.cfg.issuer;
+        if known.is_empty() {
+            format!("no keys of {issuer} could be fetched")
+        } else if kid.is_empty() {
+            format!("the token names no kid; {issuer} has {}", known.join(", "))
+        } else {
+            format!(
+                "kid {kid} is not among the keys of {issuer}: {}",
+                known.join(", ")
+            )
+        }
     }
 
     fn missing_key_reason(&self) -> TokenFailure {
@@ -552,19 +598,17 @@ impl JwtAuth {
         token: &str,
         report: &mut dyn FnMut(Step),
     ) -> Result<Verified, TokenFailure> {
-        let mut step = |check: &'static str,
-                        r: Result<String, TokenFailure>|
-         -> Result<String, TokenFailure> {
-            report(Step {
-                check,
-                ok: r.is_ok(),
-                detail: match &r {
-                    Ok(d) => d.clone(),
-                    Err(f) => f.detail().to_string(),
-                },
-            });
-            r
-        };
+        // Each check reports what it saw: on success a short account, on failure the expected
+        // against the actual (for `explain`; a refused caller gets only the fixed detail).
+        let mut step =
+            |check: &'static str, r: Result<String, Refusal>| -> Result<String, TokenFailure> {
+                let (ok, detail, result) = match r {
+                    Ok(d) => (true, d.clone(), Ok(d)),
+                    Err((f, why)) => (false, format!("{}: {why}", f.detail()), Err(f)),
+                };
+                report(Step { check, ok, detail });
+                result
+            };
         // 1. Present and bounded: by the largest limit before anything is decoded, by the
         //    provider's own once the provider is known.
         let max = self
@@ -576,9 +620,9 @@ impl JwtAuth {
         step(
             "present",
             if token.is_empty() {
-                Err(TokenFailure::Missing)
+                Err((TokenFailure::Missing, "no token".into()))
             } else if token.len() > max {
-                Err(TokenFailure::TooLarge)
+                Err(too_large(token.len(), max))
             } else {
                 Ok(format!("{} bytes", token.len()))
             },
@@ -590,49 +634,82 @@ impl JwtAuth {
             Err(_) => {
                 return Err(match unsupported_alg(token) {
                     Some(alg) => {
-                        let _ = step("header", Ok(format!("alg {alg:?}")));
-                        let _ = step("alg", Err(TokenFailure::AlgorithmNotAllowed));
+                        let _ = step("header", Ok(format!("alg {alg}")));
+                        let allowed = self.allowed_algorithms();
+                        let _ = step("alg", Err(not_allowed_alg(&alg, &allowed)));
                         TokenFailure::AlgorithmNotAllowed
                     }
                     None => {
-                        let _ = step("header", Err(TokenFailure::Malformed));
+                        let why = "the header is not base64url-encoded JSON naming an alg".into();
+                        let _ = step("header", Err((TokenFailure::Malformed, why)));
                         TokenFailure::Malformed
                     }
                 })
             }
         };
+        let kid = header.kid.clone().unwrap_or_default();
         step(
             "header",
-            Ok(format!("alg {:?}, kid {:?}", header.alg, header.kid)),
+            Ok(format!(
+                "alg {}, kid {}",
+                alg_name(header.alg),
+                or_none(&kid)
+            )),
         )?;
-        // The provider is chosen by the (unverified) issuer; everything is verified below.
-        let claims: Value = jsonwebtoken::dangerous::insecure_decode_claims(token)
-            .map_err(|_| TokenFailure::Malformed)?;
-        let iss = claims["iss"].as_str().unwrap_or_default();
-        let provider = self
+        // The provider is chosen by the (unverified) issuer: a token naming none of the
+        // configured issuers is refused here, before any key is looked up (or refetched).
+        // Everything is verified below, `iss` again after the signature.
+        let claims: Value = match jsonwebtoken::dangerous::insecure_decode_claims(token) {
+            Ok(c) => c,
+            Err(_) => {
+                let why = "the claims are not base64url-encoded JSON".into();
+                let _ = step("claims", Err((TokenFailure::Malformed, why)));
+                return Err(TokenFailure::Malformed);
+            }
+        };
+        let iss = claims["iss"].as_str();
+        let Some(provider) = self
             .providers
             .iter()
-            .find(|p| p.cfg.issuer == iss)
-            .or(self.providers.first())
-            .ok_or(TokenFailure::IssuerInvalid)?;
+            .find(|p| Some(p.cfg.issuer.as_str()) == iss)
+        else {
+            let configured = self.issuers();
+            let why = match &claims["iss"] {
+                Value::Null => format!("the token has no iss; configured: {configured}"),
+                Value::String(i) => {
+                    format!("iss {i} differs from every configured issuer: {configured}")
+                }
+                other => format!("iss is not a string ({other}); configured: {configured}"),
+            };
+            let _ = step("iss", Err((TokenFailure::IssuerInvalid, why)));
+            return Err(TokenFailure::IssuerInvalid);
+        };
         if token.len() > provider.cfg.max_token_bytes {
-            step("present", Err(TokenFailure::TooLarge))?;
+            step(
+                "present",
+                Err(too_large(token.len(), provider.cfg.max_token_bytes)),
+            )?;
         }
         // 2. alg in the provider's allow-list (`none` and HMAC can never be in it).
         step(
             "alg",
             if provider.algorithms.contains(&header.alg) {
-                Ok(format!("{:?}", header.alg))
+                Ok(alg_name(header.alg))
             } else {
-                Err(TokenFailure::AlgorithmNotAllowed)
+                Err(not_allowed_alg(
+                    &alg_name(header.alg),
+                    &provider.cfg.algorithms.join(", "),
+                ))
             },
         )?;
         // 3. Signature with the key named by kid (jku, x5u and jwk headers are ignored).
-        let kid = header.kid.clone().unwrap_or_default();
         let key = provider.key_for(&kid).await;
         step(
             "key",
-            key.as_ref().map(|_| format!("kid {kid}")).map_err(|e| *e),
+            match &key {
+                Ok(_) => Ok(format!("kid {kid}")),
+                Err(f) => Err((*f, provider.key_trouble(&kid))),
+            },
         )?;
         let key = key?;
         let mut v = Validation::new(header.alg);
@@ -641,24 +718,31 @@ impl JwtAuth {
         v.validate_nbf = false;
         v.validate_aud = false;
         v.required_spec_claims.clear();
-        let verified = jsonwebtoken::decode::<Value>(token, &key, &v)
-            .map(|d| d.claims)
-            .map_err(|_| TokenFailure::SignatureInvalid);
+        let verified = jsonwebtoken::decode::<Value>(token, &key, &v).map(|d| d.claims);
         step(
             "signature",
-            verified
-                .as_ref()
-                .map(|_| "valid".to_string())
-                .map_err(|e| *e),
+            match &verified {
+                Ok(_) => Ok(format!("valid (key {kid})")),
+                Err(_) => Err((
+                    TokenFailure::SignatureInvalid,
+                    format!(
+                        "does not verify with the key {kid} of {}",
+                        provider.cfg.issuer
+                    ),
+                )),
+            },
         )?;
-        let claims = verified?;
+        let claims = verified.map_err(|_| TokenFailure::SignatureInvalid)?;
         // 4. iss exact.
         step(
             "iss",
             if claims["iss"].as_str() == Some(provider.cfg.issuer.as_str()) {
                 Ok(provider.cfg.issuer.clone())
             } else {
-                Err(TokenFailure::IssuerInvalid)
+                Err((
+                    TokenFailure::IssuerInvalid,
+                    format!("expected {}", provider.cfg.issuer),
+                ))
             },
         )?;
         // 5. exp and nbf, both required, numbers, with leeway.
@@ -667,39 +751,72 @@ impl JwtAuth {
         let times = (|| {
             let (exp, nbf) = (&claims["exp"], &claims["nbf"]);
             if exp.is_null() || nbf.is_null() {
-                return Err(TokenFailure::ClaimMissing);
+                let missing = if exp.is_null() { "exp" } else { "nbf" };
+                return Err((TokenFailure::ClaimMissing, format!("no {missing} claim")));
             }
             let (Some(exp), Some(nbf)) = (exp.as_f64(), nbf.as_f64()) else {
-                return Err(TokenFailure::ClaimNotNumeric);
+                return Err((
+                    TokenFailure::ClaimNotNumeric,
+                    format!("exp {exp}, nbf {nbf}: both must be NumericDate seconds"),
+                ));
             };
-            if (exp as i64) + leeway < now {
-                return Err(TokenFailure::Expired);
+            let (exp, nbf) = (exp as i64, nbf as i64);
+            if exp + leeway < now {
+                return Err((
+                    TokenFailure::Expired,
+                    format!(
+                        "expired {} ago (exp {}), beyond the leeway of {leeway} s",
+                        span(now - exp),
+                        instant(exp)
+                    ),
+                ));
             }
-            if (nbf as i64) - leeway > now {
-                return Err(TokenFailure::NotYetValid);
+            if nbf - leeway > now {
+                return Err((
+                    TokenFailure::NotYetValid,
+                    format!(
+                        "valid only in {} (nbf {}), beyond the leeway of {leeway} s",
+                        span(nbf - now),
+                        instant(nbf)
+                    ),
+                ));
             }
-            Ok(format!("exp in {} s", exp as i64 - now))
+            Ok(if exp >= now {
+                format!("expires in {} (exp {})", span(exp - now), instant(exp))
+            } else {
+                format!(
+                    "expired {} ago (exp {}), within the leeway of {leeway} s",
+                    span(now - exp),
+                    instant(exp)
+                )
+            })
         })();
         step("exp/nbf", times)?;
         // 6. tid allowed and consistent with the issuer's tenant.
         let tid = claims["tid"].as_str().map(str::to_string);
-        let tenant_ok = (provider.cfg.tenants.is_empty()
-            || tid
-                .as_ref()
-                .is_some_and(|t| provider.cfg.tenants.contains(t)))
-            && match (issuer_tenant(&provider.cfg.issuer), &tid) {
-                (Some(it), Some(t)) => &it == t,
-                (Some(_), None) => provider.cfg.tenants.is_empty(),
-                _ => true,
-            };
-        step(
-            "tid",
-            if tenant_ok {
-                Ok(tid.clone().unwrap_or_else(|| "-".into()))
-            } else {
-                Err(TokenFailure::TenantInvalid)
-            },
-        )?;
+        let tenants = &provider.cfg.tenants;
+        let issuer_tenant = issuer_tenant(&provider.cfg.issuer);
+        let tenant = (|| {
+            let shown = tid.as_deref().unwrap_or("(none)");
+            if !tenants.is_empty() && !tid.as_ref().is_some_and(|t| tenants.contains(t)) {
+                return Err((
+                    TokenFailure::TenantInvalid,
+                    format!("tid {shown}; accepted: {}", tenants.join(", ")),
+                ));
+            }
+            match (&issuer_tenant, &tid) {
+                (Some(it), Some(t)) if it != t => Err((
+                    TokenFailure::TenantInvalid,
+                    format!("tid {t} differs from the issuer's tenant {it}"),
+                )),
+                (Some(it), None) if !tenants.is_empty() => Err((
+                    TokenFailure::TenantInvalid,
+                    format!("no tid; the issuer's tenant is {it}"),
+                )),
+                _ => Ok(shown.to_string()),
+            }
+        })();
+        step("tid", tenant)?;
         // 7. aud among the accepted audiences (a string or a list).
         let auds: Vec<&str> = match &claims["aud"] {
             Value::String(s) => vec![s.as_str()],
@@ -712,9 +829,16 @@ impl JwtAuth {
                 .iter()
                 .any(|a| provider.cfg.audiences.iter().any(|x| x == a))
             {
-                Ok(auds.join(","))
+                Ok(auds.join(", "))
             } else {
-                Err(TokenFailure::AudienceInvalid)
+                Err((
+                    TokenFailure::AudienceInvalid,
+                    format!(
+                        "aud {}; accepted: {}",
+                        or_none(&auds.join(", ")),
+                        provider.cfg.audiences.join(", ")
+                    ),
+                ))
             },
         )?;
         // 8. The calling app: azp (v2) or appid (v1).
@@ -727,9 +851,18 @@ impl JwtAuth {
             if provider.cfg.apps.is_empty()
                 || app.as_ref().is_some_and(|a| provider.cfg.apps.contains(a))
             {
-                Ok(app.clone().unwrap_or_else(|| "-".into()))
+                Ok(app
+                    .clone()
+                    .unwrap_or_else(|| "(none; any app is accepted)".into()))
             } else {
-                Err(TokenFailure::AppNotAllowed)
+                Err((
+                    TokenFailure::AppNotAllowed,
+                    format!(
+                        "azp/appid {}; accepted: {}",
+                        app.as_deref().unwrap_or("(none)"),
+                        provider.cfg.apps.join(", ")
+                    ),
+                ))
             },
         )?;
         // 9. Required roles.
@@ -737,17 +870,26 @@ impl JwtAuth {
             .as_array()
             .map(|a| a.iter().filter_map(Value::as_str).collect())
             .unwrap_or_default();
+        let missing: Vec<&str> = provider
+            .cfg
+            .roles
+            .iter()
+            .map(String::as_str)
+            .filter(|r| !roles.contains(r))
+            .collect();
         step(
             "roles",
-            if provider
-                .cfg
-                .roles
-                .iter()
-                .all(|r| roles.contains(&r.as_str()))
-            {
-                Ok(roles.join(","))
+            if missing.is_empty() {
+                Ok(or_none(&roles.join(", ")).to_string())
             } else {
-                Err(TokenFailure::RoleMissing)
+                Err((
+                    TokenFailure::RoleMissing,
+                    format!(
+                        "lacks {}; the token has: {}",
+                        missing.join(", "),
+                        or_none(&roles.join(", "))
+                    ),
+                ))
             },
         )?;
         Ok(Verified {
@@ -756,6 +898,76 @@ impl JwtAuth {
             tenant: tid,
             subject: claims["sub"].as_str().map(str::to_string),
         })
+    }
+
+    /// The configured issuers, as `explain` names them.
+    fn issuers(&self) -> String {
+        self.providers
+            .iter()
+            .map(|p| p.cfg.issuer.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Every algorithm some provider allows.
+    fn allowed_algorithms(&self) -> String {
+        let mut all: Vec<&str> = self
+            .providers
+            .iter()
+            .flat_map(|p| p.cfg.algorithms.iter().map(String::as_str))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all.join(", ")
+    }
+}
+
+/// A failed check: its code, and what was expected against what the token holds.
+type Refusal = (TokenFailure, String);
+
+fn too_large(len: usize, max: usize) -> Refusal {
+    (
+        TokenFailure::TooLarge,
+        format!("{len} bytes, over the limit of {max}"),
+    )
+}
+
+fn not_allowed_alg(alg: &str, allowed: &str) -> Refusal {
+    (
+        TokenFailure::AlgorithmNotAllowed,
+        format!("alg {alg}; allowed: {allowed}"),
+    )
+}
+
+/// An algorithm as JWTs spell it (`RS256`): jsonwebtoken's variants are named so.
+fn alg_name(alg: Algorithm) -> String {
+    format!("{alg:?}")
+}
+
+fn or_none(s: &str) -> &str {
+    if s.is_empty() {
+        "(none)"
+    } else {
+        s
+    }
+}
+
+/// A NumericDate as UTC time.
+fn instant(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+        .unwrap_or_else(|| format!("{secs} (out of range)"))
+}
+
+/// A duration for people: `45 s`, `1 h 5 min`, `3 d 2 h`.
+fn span(secs: i64) -> String {
+    let s = secs.max(0);
+    let (d, h, m, s) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{s} s"),
+        (0, 0, _) => format!("{m} min {s} s"),
+        (0, _, _) => format!("{h} h {m} min"),
+        _ => format!("{d} d {h} h"),
     }
 }
 
@@ -779,6 +991,7 @@ mod tests {
             refresh_secs: 3600,
             unknown_kid_refetch_secs: 300,
             max_token_bytes: 8192,
+            allow_insecure_http: false,
         };
         assert!(cfg.validate("p").unwrap_err().contains("HS256"));
     }
@@ -792,6 +1005,43 @@ mod tests {
         let rs = format!("{}.e30.", enc(r#"{"alg":"RS256","kid":5}"#));
         assert_eq!(unsupported_alg(&rs), None);
         assert_eq!(unsupported_alg("not-a-jwt"), None);
+    }
+
+    #[test]
+    fn keys_come_over_https_unless_plain_http_is_allowed_explicitly() {
+        let mut cfg: JwtProviderConfig = serde_json::from_value(serde_json::json!({
+            "issuer": "http://127.0.0.1:8080/tenant/v2.0",
+            "audiences": ["api://signrelay"],
+        }))
+        .unwrap();
+        assert!(!cfg.allow_insecure_http, "off unless written");
+        let err = cfg.validate("p").unwrap_err();
+        assert!(
+            err.starts_with("p.issuer http://127.0.0.1:8080/tenant/v2.0 is not https"),
+            "{err}"
+        );
+        assert!(err.contains("allow_insecure_http = true"), "{err}");
+        cfg.allow_insecure_http = true;
+        assert_eq!(cfg.validate("p"), Ok(()));
+        assert!(cfg.secure_url("http://idp.example/keys").is_ok());
+        for never in ["file:///etc/keys", "ftp://idp.example/keys", "not a url"] {
+            assert!(cfg.secure_url(never).is_err(), "{never}");
+        }
+        cfg.allow_insecure_http = false;
+        cfg.issuer = "https://login.microsoftonline.com/t/v2.0".into();
+        assert_eq!(cfg.validate("p"), Ok(()));
+        assert!(cfg
+            .secure_url("http://login.microsoftonline.com/keys")
+            .is_err());
+    }
+
+    #[test]
+    fn spans_read_as_people_say_them() {
+        assert_eq!(span(45), "45 s");
+        assert_eq!(span(3605), "1 h 0 min");
+        assert_eq!(span(125), "2 min 5 s");
+        assert_eq!(span(2 * 86_400 + 7200), "2 d 2 h");
+        assert_eq!(alg_name(Algorithm::RS256), "RS256");
     }
 
     #[test]

@@ -39,6 +39,11 @@ pub enum AuthConfig {
 }
 
 impl AuthConfig {
+    /// The error for a surface whose `auth` is missing: every method, `none` only explicitly.
+    pub fn not_set(name: &str) -> String {
+        format!("{name} is not set: choose basic, api-key, jwt, or (explicitly) none")
+    }
+
     pub fn validate(&self, name: &str) -> Result<(), String> {
         match self {
             AuthConfig::None => Ok(()),

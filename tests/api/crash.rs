@@ -447,6 +447,7 @@ enabled = true
 rate_limit_calls = {calls_per_minute}
 api_url = "{}"
 token_url = "{}"
+allow_insecure_http = true
 client_id = "{PKI_CLIENT}"
 client_secret = "{PKI_SECRET}"
 backoff_initial_ms = 20

@@ -303,13 +303,45 @@ async fn gosign_call(
 
 /// A POST over a bare TCP connection, with the request target exactly as given.
 async fn raw_post(app: &TestApp, target: &str, body: &str) -> (u16, Value) {
+    let (status, _, json) = raw_call(app, "POST", target, Some(body)).await;
+    (status, json)
+}
+
+/// A request over a bare TCP connection, with the method and request target exactly as
+/// given: status, headers (lower-cased names), JSON body (`Null` if none).
+async fn raw_call(
+    app: &TestApp,
+    method: &str,
+    target: &str,
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, Value) {
+    raw_call_with(app, method, target, None, body).await
+}
+
+/// As `raw_call`, with this `Authorization` (if any).
+async fn raw_call_with(
+    app: &TestApp,
+    method: &str,
+    target: &str,
+    authorization: Option<&str>,
+    body: Option<&str>,
+) -> (u16, Vec<(String, String)>, Value) {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let addr = app.address.trim_start_matches("http://");
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut content = match body {
+        Some(b) => format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        ),
+        None => String::new(),
+    };
+    if let Some(a) = authorization {
+        content.push_str(&format!("Authorization: {a}\r\n"));
+    }
     let req = format!(
-        "POST {target} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+        "{method} {target} HTTP/1.1\r\nHost: {addr}\r\n{content}Connection: close\r\n\r\n{}",
+        body.unwrap_or_default()
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut resp = Vec::new();
@@ -319,8 +351,18 @@ async fn raw_post(app: &TestApp, target: &str, body: &str) -> (u16, Value) {
         .unwrap();
     let resp = String::from_utf8(resp).unwrap();
     let status = resp[9..12].parse().unwrap();
-    let (_, json) = resp.split_once("\r\n\r\n").unwrap();
-    (status, serde_json::from_str(json).unwrap_or(Value::Null))
+    let (head, json) = resp.split_once("\r\n\r\n").unwrap();
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    (
+        status,
+        headers,
+        serde_json::from_str(json).unwrap_or(Value::Null),
+    )
 }
 
 /// Decodes `%XX` escapes (the test's own, to know what id the server should see).
@@ -532,6 +574,77 @@ async fn extended_closing_statuses_map_to_their_acties() {
         assert_notified(&app, tx, zaak, actie, reden);
     }
     assert_eq!(app.nrc.received().len(), cases.len());
+}
+
+/// The seed's Extended example as a rejection: `status`/`previousStatus` as given, the notes'
+/// texts replaced (Anna Bianchi's note first and older, Luigi Verdi's later), and
+/// `rejected_by` (a step's mgrName) marked as the step that rejected.
+fn seed_extended_rejected(
+    envelope: &str,
+    status: &str,
+    previous: &str,
+    rejected_by: Option<&str>,
+) -> String {
+    let mut v: Value = serde_json::from_str(&seed_extended(envelope)).unwrap();
+    v["status"] = json!(status);
+    v["previousStatus"] = json!(previous);
+    v["notes"][0]["text"] = json!("Bedrag op pagina 2 klopt niet");
+    v["notes"][1]["text"] = json!("Graag eerst de bijlage aanvullen");
+    let steps = v["process"]["liveStatus"].as_array_mut().unwrap();
+    assert_eq!(steps[0]["mgrName"], "Anna");
+    let mut luigi = steps[0].clone();
+    luigi["mgrName"] = json!("Luigi");
+    luigi["mgrSurname"] = json!("Verdi");
+    luigi["stepNumber"] = json!(2);
+    steps.push(luigi);
+    for step in steps.iter_mut() {
+        if Some(step["mgrName"].as_str().unwrap()) == rejected_by {
+            step["status"] = json!("REJ");
+        }
+    }
+    v.to_string()
+}
+
+#[tokio::test]
+async fn extended_rejection_relays_the_rejecting_note_from_notes() {
+    let app = spawn_app().await;
+    let anna = "geweigerd door ondertekenaar: Bedrag op pagina 2 klopt niet";
+    let latest = "geweigerd door ondertekenaar: Graag eerst de bijlage aanvullen";
+    // (envelope, status, previousStatus, the step that rejected, reden)
+    let cases = [
+        // The rejecter's own note, though another recipient wrote one later.
+        ("X-NOTES-REJ", "REJ", "PGS", Some("Anna"), anna),
+        ("X-NOTES-STO", "STO", "REJ", Some("Anna"), anna),
+        // Who rejected cannot be told from the steps: the latest note.
+        ("X-NOTES-LATEST", "REJ", "PGS", None, latest),
+    ];
+    let mut zaken = Vec::new();
+    for (tx, status, previous, by, _) in cases {
+        zaken.push(register_tx(&app, "gosign", tx).await);
+        let body = seed_extended_rejected(tx, status, previous, by);
+        assert!(
+            body.contains(r#""note":null"#),
+            "the only text is in notes[]"
+        );
+        notify_ok(&app, tx, body).await;
+    }
+    app.nrc.wait_for(cases.len(), WAIT).await;
+    for ((tx, _, _, _, reden), zaak) in cases.into_iter().zip(&zaken) {
+        let e = delivered_event(&app, tx).await;
+        assert_eq!(
+            e["outcome"],
+            json!({"kind": "aborted", "reason": reden}),
+            "{tx}"
+        );
+        assert_notified(&app, tx, zaak, AFGEBROKEN, Some(reden));
+    }
+    // The notes' writers and the payload's e-mail addresses never reach the NRC.
+    for r in app.nrc.received() {
+        let sent = r.body.to_string();
+        for person in ["Anna", "Bianchi", "Luigi", "Verdi", "Mario", "@example.com"] {
+            assert!(!sent.contains(person), "{person} in {sent}");
+        }
+    }
 }
 
 #[tokio::test]
@@ -907,15 +1020,17 @@ async fn assert_refused(
     assert!(quarantine(app).await.is_empty());
 }
 
+/// GoSign's Basic credentials as the tests configure them.
+fn gosign_basic() -> AuthConfig {
+    AuthConfig::Basic {
+        username: "gosign".into(),
+        password: Secret::Inline("s3cret-Pa55word".into()),
+    }
+}
+
 #[tokio::test]
 async fn basic_auth_guards_status_and_notify() {
-    let app = spawn_app_with(|c| {
-        c.vendors.gosign.rest.auth = Some(AuthConfig::Basic {
-            username: "gosign".into(),
-            password: Secret::Inline("s3cret-Pa55word".into()),
-        })
-    })
-    .await;
+    let app = spawn_app_with(|c| c.vendors.gosign.rest.auth = Some(gosign_basic())).await;
     let tx = "ENV-BASIC";
     let zaak = register_tx(&app, "gosign", tx).await;
     let wrong_pass = basic("gosign", "s3cret-Pa55wor");
@@ -1117,4 +1232,121 @@ async fn hostile_envelope_ids_are_never_accepted() {
     let (status, _, answer) = gosign_call(&app, "/status", &[], None).await;
     assert_eq!((status, answer), (200, json!({"online": true})));
     notify_ok(&app, "E-OK", work("E-OK", "SIGN_PROCESS_ENDED").to_string()).await;
+}
+
+#[tokio::test]
+async fn workability_refuses_the_ids_notify_refuses() {
+    // The defaults: every envelope workable, unknown ones too; only the id can say no.
+    let app = spawn_app().await;
+    let invalid = json!({"workable": false, "reason": "ongeldige envelop- of gebruikers-id", "action": "NOP"});
+    let workable = json!({"workable": true, "action": "NOP"});
+    let too_long = "A".repeat(300);
+    let longest = "A".repeat(256);
+    let bad = [
+        too_long.as_str(),
+        "%2E%2E",
+        "..",
+        ".",
+        "a%2Fb",
+        "a%5Cb",
+        "a%00b",
+        "%0D%0ASet-Cookie:%20x=1",
+        "%FF%FE",
+    ];
+    for id in bad {
+        for target in [
+            format!("/gosign/rest/envelopes/{id}/managers/u/status"),
+            format!("/gosign/rest/envelopes/E-1/managers/{id}/status"),
+            format!("/gosign/rest/envelopes/{id}/managers/u/for/o/status"),
+            format!("/gosign/rest/envelopes/E-1/managers/u/for/{id}/status"),
+        ] {
+            let (status, _, answer) = raw_call(&app, "GET", &target, None).await;
+            assert_eq!((status, &answer), (200, &invalid), "{target}");
+        }
+    }
+    // The same ids are discarded by notify (`hostile_envelope_ids_are_never_accepted`); the
+    // longest valid id and ordinary ones are answered by the policy.
+    for id in [
+        longest.as_str(),
+        "E-1",
+        "2opbDxqSB8BX3137ulqdw2q9_Mw%3D",
+        "a%20b",
+    ] {
+        for target in [
+            format!("/gosign/rest/envelopes/{id}/managers/{id}/status"),
+            format!("/gosign/rest/envelopes/{id}/managers/{id}/for/{id}/status"),
+        ] {
+            let (status, _, answer) = raw_call(&app, "GET", &target, None).await;
+            assert_eq!((status, &answer), (200, &workable), "{target}");
+        }
+    }
+    let m = app.metrics().await;
+    let refused = metric(
+        &m,
+        "signrelay_workability_decisions_total",
+        &[("policy", "always"), ("result", "invalid_id")],
+    );
+    assert_eq!(refused, Some((bad.len() * 4) as f64), "{m}");
+}
+
+#[tokio::test]
+async fn wrong_methods_answer_405_with_allow_with_or_without_credentials() {
+    let app = spawn_app_with(|c| {
+        c.vendors.gosign.rest.auth = Some(gosign_basic());
+        c.vendors.gosign.soap.enabled = true;
+        c.vendors.gosign.soap.auth = Some(AuthConfig::None);
+    })
+    .await;
+    let body = work("E-1", "SIGN_PROCESS_ENDED").to_string();
+    let cases: &[(&[&str], &str, &str)] = &[
+        (
+            &["TRACE", "POST", "DELETE", "PUT", "PATCH"],
+            "/gosign/rest/status",
+            "GET",
+        ),
+        (
+            &["GET", "PUT", "DELETE", "TRACE"],
+            "/gosign/rest/envelopes/E-1/notify",
+            "POST",
+        ),
+        (
+            &["POST", "DELETE"],
+            "/gosign/rest/envelopes/E-1/managers/u/status",
+            "GET",
+        ),
+        (
+            &["POST", "PUT"],
+            "/gosign/rest/envelopes/E-1/managers/u/for/o/status",
+            "GET",
+        ),
+        (&["PUT", "DELETE"], "/gosign/soap", "GET, POST"),
+        (&["PATCH"], "/gosign/soap/events", "GET, POST"),
+    ];
+    for (methods, target, allow) in cases {
+        for method in *methods {
+            for auth in [None, Some(basic("gosign", "wrong"))] {
+                let with_body = (*method != "GET" && *method != "TRACE").then_some(body.as_str());
+                let (status, headers, answer) =
+                    raw_call_with(&app, method, target, auth.as_deref(), with_body).await;
+                let what = format!("{method} {target} {auth:?}");
+                assert_eq!(status, 405, "{what}: {answer}");
+                let allowed: Vec<&str> = headers
+                    .iter()
+                    .filter(|(k, _)| k == "allow")
+                    .map(|(_, v)| v.as_str())
+                    .collect();
+                assert_eq!(allowed, [*allow], "{what}");
+                assert_eq!(answer["error"], "method_not_allowed", "{what}");
+                assert!(
+                    !headers.iter().any(|(k, _)| k == "www-authenticate"),
+                    "{what}"
+                );
+            }
+        }
+    }
+    // Nothing was taken for a callback; unknown routes stay 404 in GoSign's shape.
+    assert!(quarantine(&app).await.is_empty());
+    assert!(app.events("").await.is_empty());
+    let (status, _, answer) = raw_call(&app, "GET", "/gosign/rest/nothing", None).await;
+    assert_eq!((status, answer), (404, discard("no such GoSign route")));
 }

@@ -46,6 +46,8 @@ fn provider(issuer: &str) -> JwtProviderConfig {
         refresh_secs: 3600,
         unknown_kid_refetch_secs: 300,
         max_token_bytes: 8192,
+        // The IdP stand-in serves plain HTTP on loopback.
+        allow_insecure_http: true,
     }
 }
 
@@ -498,6 +500,15 @@ async fn forged_and_invalid_tokens_are_refused_with_the_first_failed_check() {
         (
             "wrong issuer",
             Some(bearer(&t(&[("iss", json!("https://evil.example/v2.0"))]))),
+            "issuer_invalid",
+        ),
+        (
+            // Refused by its issuer before any key is looked up: no refetch for its kid.
+            "another identity provider's token, its own key and kid",
+            Some(bearer(&sign(
+                &k.attacker,
+                &with(good.clone(), &[("iss", json!("https://evil.example/v2.0"))]),
+            ))),
             "issuer_invalid",
         ),
         (
@@ -1490,8 +1501,14 @@ async fn cli_check_config_lists_the_key_ids_each_provider_would_trust() {
         shown["gosign"]["rest"]["auth"]["providers"][0]["issuer"],
         issuer
     );
-    assert!(stderr.contains("configuration is valid"), "{stderr}");
     assert!(stderr.contains("gosign.rest: jwt"), "{stderr}");
+    // One verdict, the last line (the provider's plain HTTP is allowed for the stand-in).
+    assert_eq!(
+        stderr.lines().last(),
+        Some("configuration is valid, with 1 warning(s) above"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.matches("configuration is").count(), 1, "{stderr}");
     // The symmetric and the encryption key of the JWKS are not trusted.
     assert!(
         stderr.contains(&format!("{issuer}: trusts key ids key-1, key-2\n")),
@@ -1524,8 +1541,183 @@ async fn cli_check_config_lists_the_key_ids_each_provider_would_trust() {
         stderr.contains(&format!("{dead}: no keys: discovery failed")),
         "{stderr}"
     );
+    // One verdict, at the end: not "valid" first and then a failure.
+    assert!(!stderr.contains("configuration is valid"), "{stderr}");
+    assert_eq!(
+        stderr.lines().last(),
+        Some(
+            "signrelay: configuration is not usable: 2 identity provider(s) could not be resolved"
+        ),
+        "{stderr}"
+    );
+}
+
+/// The line of one check in `jwt explain`'s output (`✓ name` or `✗ name`), trimmed.
+fn check_line<'a>(stdout: &'a str, mark: char, check: &str) -> &'a str {
+    let prefix = format!("{mark} {check} ");
+    stdout
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no {prefix:?} line in:\n{stdout}"))
+}
+
+#[tokio::test]
+async fn cli_jwt_explain_says_plainly_why_a_token_is_refused() {
+    keys();
+    let idp = Idp::start().await;
+    let issuer = idp.issuer_v2();
+    let dir = tempfile::tempdir().unwrap();
+    let mut other = provider(&idp.issuer_v1());
+    other.audiences = vec!["api://other-app".into()];
+    let config = cli_config(dir.path(), &[provider(&issuer), other]);
+    let explain = |token: String| {
+        let config = config.clone();
+        async move {
+            let out = cli(&["jwt", "explain", &token], &config, None).await;
+            assert!(!out.status.success(), "{}", text(&out.stdout));
+            text(&out.stdout)
+        }
+    };
+    let now = now();
+    let t = |edits: &[(&str, Value)]| token(&with(claims(&issuer), edits));
+
+    // Another identity provider's token: its iss is named against every configured issuer.
+    let evil = "https://login.evil.example/v2.0";
+    let foreign = sign(
+        &keys().attacker,
+        &with(claims(&issuer), &[("iss", json!(evil))]),
+    );
+    let out = explain(foreign).await;
+    assert_eq!(
+        check_line(&out, '✗', "iss"),
+        format!(
+            "✗ iss       the token's iss is not a trusted issuer: iss {evil} differs from every \
+             configured issuer: {issuer}, {}",
+            idp.issuer_v1()
+        )
+    );
+    assert_eq!(
+        check_line(&out, '✓', "header"),
+        "✓ header    alg RS256, kid attacker-key"
+    );
+    assert!(!out.contains("signature"), "no key was tried:\n{out}");
+    assert!(out.contains("rejected: issuer_invalid"), "{out}");
+
+    // A wrong audience and a wrong tenant: what the token says against what is accepted.
+    let out = explain(t(&[("aud", json!("api://someone-else"))])).await;
+    assert_eq!(
+        check_line(&out, '✗', "aud"),
+        "✗ aud       the token's aud is not accepted: aud api://someone-else; accepted: api://signrelay"
+    );
+    assert!(out.contains("rejected: audience_invalid"), "{out}");
+    let out = explain(t(&[("tid", json!(OTHER_TENANT))])).await;
+    assert_eq!(
+        check_line(&out, '✗', "tid"),
+        format!(
+            "✗ tid       the token's tenant (tid) is not allowed: tid {OTHER_TENANT}; accepted: {TENANT}"
+        )
+    );
+
+    // Expired: how long ago, against the leeway.
+    let out = explain(t(&[("exp", json!(now - 3600))])).await;
+    let expired = check_line(&out, '✗', "exp/nbf");
     assert!(
-        stderr.contains("2 identity provider(s) could not be resolved"),
+        expired.starts_with("✗ exp/nbf   the token has expired: expired 1 h 0 min ago (exp 2")
+            && expired.ends_with(" UTC), beyond the leeway of 60 s"),
+        "{expired}"
+    );
+    assert!(out.contains("rejected: token_expired"), "{out}");
+
+    // A missing role, a foreign app, a refused alg: each names what was expected.
+    let out = explain(t(&[("roles", json!(["GoSign.Read"]))])).await;
+    assert_eq!(
+        check_line(&out, '✗', "roles"),
+        format!(
+            "✗ roles     the token lacks a required role: lacks {ROLE}; the token has: GoSign.Read"
+        )
+    );
+    let out = explain(raw_token(
+        &json!({"alg": "none", "kid": "key-1"}),
+        &claims(&issuer),
+        b"",
+    ))
+    .await;
+    assert_eq!(check_line(&out, '✓', "header"), "✓ header    alg none");
+    assert_eq!(
+        check_line(&out, '✗', "alg"),
+        "✗ alg       the token's alg is not allowed: alg none; allowed: RS256"
+    );
+
+    // No Rust debug forms (`Some("…")`, quoted strings) in any check's line.
+    for token in [
+        t(&[]),
+        t(&[("exp", json!(now - 3600))]),
+        t(&[("aud", json!(7))]),
+    ] {
+        let out = cli(&["jwt", "explain", &token], &config, None).await;
+        let stdout = text(&out.stdout);
+        let checks: Vec<&str> = stdout
+            .lines()
+            .filter(|l| l.contains('✓') || l.contains('✗'))
+            .collect();
+        assert!(checks.len() >= 7, "{stdout}");
+        for line in checks {
+            for debug in ["Some(", "None", "\""] {
+                assert!(!line.contains(debug), "{debug} in {line:?}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_plain_http_issuer_is_refused_unless_explicitly_allowed() {
+    keys();
+    let idp = Idp::start().await;
+    let issuer = idp.issuer_v2();
+    assert!(issuer.starts_with("http://"));
+    let dir = tempfile::tempdir().unwrap();
+    let mut plain = provider(&issuer);
+    plain.allow_insecure_http = false;
+    let want = format!(
+        "gosign.rest.auth.providers[0].issuer {issuer} is not https: keys fetched over plain \
+         HTTP can be replaced in transit (allow_insecure_http = true permits it, for tests only)"
+    );
+
+    // check-config: invalid, and nothing asked of the identity provider.
+    let config = cli_config(dir.path(), std::slice::from_ref(&plain));
+    let out = cli(&["check-config"], &config, None).await;
+    let stderr = text(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains(&want), "{stderr}");
+    assert!(text(&out.stdout).is_empty(), "{}", text(&out.stdout));
+    assert_eq!(idp.total_hits(), 0);
+    // jwt explain refuses to use it either.
+    let out = cli(&["jwt", "explain", &token(&claims(&issuer))], &config, None).await;
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains(&want), "{}", text(&out.stderr));
+    assert_eq!(idp.total_hits(), 0);
+    // The service does not start with it.
+    let mut cfg = test_config(&dir.path().join("store"), "http://127.0.0.1:9/api/v1");
+    cfg.vendors.gosign.rest.auth = Some(jwt(vec![plain]));
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains(&want), "{err}");
+
+    // Allowed explicitly: valid, with a warning that check-config names.
+    let config = cli_config(dir.path(), &[provider(&issuer)]);
+    let out = cli(&["check-config"], &config, None).await;
+    let stderr = text(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "warning: {issuer}: allow_insecure_http = true: discovery and keys may come over \
+             plain HTTP, where anyone on the way can replace them; for tests only"
+        )),
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.lines().last(),
+        Some("configuration is valid, with 1 warning(s) above"),
         "{stderr}"
     );
 }

@@ -18,4 +18,5 @@ mod openapi_check;
 mod pkisigning;
 mod relay;
 mod retention;
+mod schemathesis;
 mod throwaway;

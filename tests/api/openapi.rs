@@ -142,6 +142,7 @@ async fn answers(doc: &Value) -> (TestApp, Vec<Answer>) {
             Some(first),
         )
         .await,
+        call(&app, doc, "notify without a body", NOTIFY, key, None).await,
         call(
             &app,
             doc,
@@ -210,8 +211,9 @@ async fn every_documented_operation_is_served() {
             op["responses"][status.to_string()].is_object(),
             "{method} {path}: {status}"
         );
-        // Methods the document does not list for this path are not served.
-        for other in ["get", "post", "put", "delete", "patch"] {
+        // Methods the document does not list for this path are not served: 405 naming the
+        // one it lists.
+        for other in ["get", "post", "put", "delete", "patch", "trace"] {
             if doc["paths"][path][other].is_object() {
                 continue;
             }
@@ -222,7 +224,8 @@ async fn every_documented_operation_is_served() {
                 .await
                 .unwrap();
             let s = r.status().as_u16();
-            assert!(s == 404 || s == 405, "{other} {path} is served: {s}");
+            assert_eq!(s, 405, "{other} {path}");
+            assert_eq!(header_of(r.headers(), "allow"), method.to_uppercase());
         }
     }
 }
@@ -233,11 +236,20 @@ async fn documented_request_examples_conform_and_are_accepted() {
     let app = spawn_app().await;
     let op = operation(&doc, NOTIFY.0, NOTIFY.1);
     let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+    // GoSign's two formats, then any other body (answered failed_please_discard).
+    let alternatives = schema["anyOf"].as_array().expect("anyOf");
+    assert_eq!(alternatives.len(), 3);
+    assert!(
+        alternatives[2].get("$ref").is_none() && alternatives[2].get("type").is_none(),
+        "the last alternative is any body: {}",
+        alternatives[2]
+    );
+    let formats = json!({"oneOf": alternatives[..2]});
     let examples = request_examples(op);
     assert!(examples.len() >= 3, "{examples:?}");
     let env = example_envelope(&doc);
     for (name, example) in &examples {
-        assert_conforms(&doc, schema, example, &format!("request example {name}"));
+        assert_conforms(&doc, &formats, example, &format!("request example {name}"));
         let (status, answer) = app.notify(&env, example.to_string()).await;
         assert_eq!(
             (status, answer),
@@ -256,16 +268,12 @@ async fn documented_request_examples_conform_and_are_accepted() {
     assert_eq!(docs[0]["documents"][0]["external_id"], "BGTF-9876-KIDHS");
     assert_eq!(docs[0]["documents"][0]["mime_type"], "application/pdf");
     assert_eq!(docs[0]["documents"][0]["size"], b"%PDF-1.3\n%%EOF\n".len());
-    // A body that fits neither format is refused.
+    // A body that fits neither format is read (the request schema admits it) and discarded.
     let mut neither = Vec::new();
-    violations(
-        &doc,
-        schema,
-        &json!({"envelopeExternalId": env}),
-        "$",
-        &mut neither,
-    );
+    let body = json!({"envelopeExternalId": env});
+    violations(&doc, &formats, &body, "$", &mut neither);
     assert!(!neither.is_empty());
+    assert_conforms(&doc, schema, &body, "a body of neither format");
     let (status, answer) = app
         .notify(&env, json!({"envelopeExternalId": env}).to_string())
         .await;
@@ -279,7 +287,7 @@ async fn documented_request_examples_conform_and_are_accepted() {
 async fn server_answers_are_documented_and_conform_to_their_schemas() {
     let doc = load();
     let (_app, answers) = answers(&doc).await;
-    assert_eq!(answers.len(), 10);
+    assert_eq!(answers.len(), 11);
     let mut statuses = BTreeSet::new();
     for a in &answers {
         let op = operation(&doc, a.path, a.method);
@@ -329,6 +337,10 @@ async fn server_answers_are_documented_and_conform_to_their_schemas() {
     assert_eq!(outcome("malformed"), "failed_please_discard");
     assert_eq!(outcome("unknown type"), "failed_please_discard");
     assert_eq!(outcome("id mismatch"), "failed_please_discard");
+    // The body is not `required` in the 4xx sense: none is read and discarded.
+    let op = operation(&doc, NOTIFY.0, NOTIFY.1);
+    assert_eq!(op["requestBody"]["required"], false);
+    assert_eq!(outcome("notify without a body"), "failed_please_discard");
     assert_eq!(outcome("too large"), "failed_please_retry");
     assert_eq!(outcome("store unwritable"), "failed_please_retry");
 }
@@ -509,9 +521,12 @@ async fn envelope_id_length_limit_is_the_documented_one() {
         .expect("enveExtId parameter");
     assert_eq!(param["in"], "path");
     assert_eq!(param["required"], true);
-    let max = param["schema"]["maxLength"].as_u64().expect("maxLength") as usize;
-    let min = param["schema"]["minLength"].as_u64().expect("minLength") as usize;
-    assert_eq!((min, max), (1, 256));
+    // The limit is stated, not a maxLength: a longer id is answered in GoSign's contract.
+    assert_eq!(param["schema"]["minLength"], 1);
+    assert!(param["schema"]["maxLength"].is_null(), "{param}");
+    let rule = param["description"].as_str().unwrap();
+    assert!(rule.contains("1 to 256 bytes"), "{rule}");
+    let max = 256;
     let app = spawn_app().await;
     let longest = "E".repeat(max);
     let (status, answer) = app
@@ -549,10 +564,18 @@ async fn workability_answers_conform_to_the_document() {
         "/envelopes/{enveExtId}/managers/{userExtId}/for/{originalUserExtId}/status",
     ] {
         let op = operation(&doc, path, "get");
-        let schema = documented_response(&doc, op, 200, path)["content"]["application/json"]
-            ["schema"]
-            .clone();
-        for (envelope, workable) in [("ENV-W1", true), ("ENV-UNKNOWN", false)] {
+        let json = &documented_response(&doc, op, 200, path)["content"]["application/json"];
+        // An id that breaks the documented rules (no maxLength: it is answered, not refused)
+        // gets the documented example, exactly.
+        let rule = resolve(&doc, &op["parameters"][0]["schema"]);
+        assert!(rule["maxLength"].is_null(), "{rule}");
+        let too_long = "E".repeat(257);
+        let invalid = &json["examples"]["invalidId"]["value"];
+        for (envelope, workable, exactly) in [
+            ("ENV-W1", true, None),
+            ("ENV-UNKNOWN", false, None),
+            (too_long.as_str(), false, Some(invalid)),
+        ] {
             let concrete_path = concrete(path, op).replace("ABCDE-123456-DEFR", envelope);
             let r = app
                 .client
@@ -562,8 +585,11 @@ async fn workability_answers_conform_to_the_document() {
                 .unwrap();
             assert_eq!(r.status().as_u16(), 200, "{concrete_path}");
             let v: Value = r.json().await.unwrap();
-            assert_conforms(&doc, &schema, &v, &concrete_path);
+            assert_conforms(&doc, &json["schema"], &v, &concrete_path);
             assert_eq!(v["workable"], workable, "{concrete_path}: {v}");
+            if let Some(example) = exactly {
+                assert_eq!(v, *example, "{path}");
+            }
         }
     }
 }

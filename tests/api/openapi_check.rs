@@ -50,6 +50,17 @@ pub fn violations(doc: &Value, schema: &Value, value: &Value, at: &str, out: &mu
         }
         return;
     }
+    if let Some(alternatives) = schema.get("anyOf").and_then(Value::as_array) {
+        let matches = |s: &Value| {
+            let mut e = Vec::new();
+            violations(doc, s, value, at, &mut e);
+            e.is_empty()
+        };
+        if !alternatives.iter().any(matches) {
+            out.push(format!("{at}: matches none of the schemas of anyOf"));
+        }
+        return;
+    }
     if let Some(allowed) = schema.get("enum").and_then(Value::as_array) {
         if !allowed.contains(value) {
             out.push(format!("{at}: {value} is not one of {allowed:?}"));

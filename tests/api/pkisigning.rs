@@ -33,6 +33,8 @@ async fn pki_app(pki: &PkisigningStandIn, adjust: impl FnOnce(&mut Config)) -> T
         p.auth = Some(AuthConfig::None);
         p.api_url = api;
         p.token_url = token;
+        // The stand-in serves plain HTTP on loopback.
+        p.allow_insecure_http = true;
         p.client_id = Some(CLIENT.into());
         p.client_secret = Some(Secret::Inline(CLIENT_SECRET.into()));
         p.backoff_initial_ms = 20;
@@ -461,6 +463,7 @@ enabled = true
 path_token = "{token}"
 api_url = "{}"
 token_url = "{}"
+allow_insecure_http = true
 client_id = "{CLIENT}"
 client_secret = "{CLIENT_SECRET}"
 

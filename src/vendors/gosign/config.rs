@@ -190,10 +190,7 @@ impl GosignConfig {
                 errs.push("gosign.rest.base_path must start and not end with '/'".into());
             }
             match &self.rest.auth {
-                None => errs.push(
-                    "gosign.rest.auth is not set: choose basic, api-key, or (explicitly) none"
-                        .into(),
-                ),
+                None => errs.push(AuthConfig::not_set("gosign.rest.auth")),
                 Some(a) => {
                     if let Err(e) = a.validate("gosign.rest.auth") {
                         errs.push(e);
@@ -220,10 +217,7 @@ impl GosignConfig {
                 }
             }
             match &soap.auth {
-                None => errs.push(
-                    "gosign.soap.auth is not set: choose basic, api-key, or (explicitly) none"
-                        .into(),
-                ),
+                None => errs.push(AuthConfig::not_set("gosign.soap.auth")),
                 Some(a) => {
                     if let Err(e) = a.validate("gosign.soap.auth") {
                         errs.push(e);
@@ -317,13 +311,16 @@ mod tests {
     }
 
     #[test]
-    fn missing_gosign_auth_is_an_error() {
-        let errs = GosignConfig::default().validate(&settings());
-        assert!(
-            errs.iter()
-                .any(|e| e.contains("gosign.rest.auth is not set")),
-            "{errs:?}"
-        );
+    fn missing_gosign_auth_is_an_error_naming_every_method() {
+        let mut cfg = GosignConfig::default();
+        cfg.soap.enabled = true;
+        let errs = cfg.validate(&settings());
+        for surface in ["rest", "soap"] {
+            let want = format!(
+                "gosign.{surface}.auth is not set: choose basic, api-key, jwt, or (explicitly) none"
+            );
+            assert!(errs.contains(&want), "{errs:?}");
+        }
     }
 
     #[test]

@@ -177,30 +177,43 @@ pub fn wsdl_for(template: &str, address: &str, public_url: &str, path: &str) -> 
     )
 }
 
-/// Mounts the REST surface at `base_path`.
+/// Mounts the REST surface at `base_path`. A route asked with a method it does not serve
+/// answers 405 with `Allow` (before authentication: it says nothing about the caller); an
+/// unknown route answers 404 in GoSign's shape.
 fn configure_rest(
     cfg: &mut web::ServiceConfig,
     base_path: &str,
     state: web::Data<rest::RestSurface>,
 ) {
+    let get = |path: &str, handler| {
+        web::resource(path)
+            .route(handler)
+            .default_service(only("GET"))
+    };
     cfg.service(
         web::scope(base_path)
             .app_data(state)
-            .route("/status", web::get().to(rest::status))
-            .route(
-                "/envelopes/{enveExtId}/notify",
-                web::post().to(crate::vendors::receive::receive::<rest::RestSurface>),
+            .service(get("/status", web::get().to(rest::status)))
+            .service(
+                web::resource("/envelopes/{enveExtId}/notify")
+                    .route(web::post().to(crate::vendors::receive::receive::<rest::RestSurface>))
+                    .default_service(only("POST")),
             )
-            .route(
+            .service(get(
                 "/envelopes/{enveExtId}/managers/{userExtId}/status",
                 web::get().to(rest::workability),
-            )
-            .route(
+            ))
+            .service(get(
                 "/envelopes/{enveExtId}/managers/{userExtId}/for/{originalUserExtId}/status",
                 web::get().to(rest::workability_substitute),
-            )
+            ))
             .default_service(web::to(rest::not_found)),
     );
+}
+
+/// The fallback of a resource that serves only the methods in `allow`: 405 with `Allow`.
+fn only(allow: &'static str) -> actix_web::Route {
+    web::to(move || async move { rest::method_not_allowed(allow) })
 }
 
 /// Mounts the SOAP services: WorkNotificationsService at `base_path`, EvelopeEventService at
@@ -220,7 +233,8 @@ fn configure_soap(
                 |req: HttpRequest, s: web::Data<soap::SoapSurface>| async move {
                     serve_wsdl(&req, &s.wsdl)
                 },
-            )),
+            ))
+            .default_service(only("GET, POST")),
     );
     cfg.service(
         web::resource(events_path)
@@ -230,7 +244,8 @@ fn configure_soap(
                 |req: HttpRequest, s: web::Data<legalbus::LegalBus>| async move {
                     serve_wsdl(&req, &s.wsdl)
                 },
-            )),
+            ))
+            .default_service(only("GET, POST")),
     );
 }
 

@@ -77,6 +77,9 @@ struct Payload<'a> {
     completed_at: Option<i64>,
     #[serde(borrow)]
     process: Option<Process<'a>>,
+    /// The recipients' notes (Extended format), where a rejecting recipient's text is.
+    #[serde(borrow)]
+    notes: Option<Vec<EnvelopeNote<'a>>>,
     // Both
     #[serde(borrow)]
     note: Option<Cow<'a, str>>,
@@ -99,6 +102,24 @@ struct StepEvent<'a> {
     status: Option<Cow<'a, str>>,
     #[serde(borrow)]
     ended_at: Option<Timestamp<'a>>,
+    #[serde(borrow)]
+    mgr_name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    mgr_surname: Option<Cow<'a, str>>,
+}
+
+/// A recipient's note on the envelope (Extended format): `{text, createdAt, name, surname}`.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct EnvelopeNote<'a> {
+    #[serde(borrow)]
+    text: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    created_at: Option<Timestamp<'a>>,
+    #[serde(borrow)]
+    name: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    surname: Option<Cow<'a, str>>,
 }
 
 #[derive(Deserialize)]
@@ -251,8 +272,10 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
             .external_id
             .as_deref()
             .ok_or(Rejection::Missing("externalId"))?;
-        let outcome = extended_outcome(status, p.previous_status.as_deref(), p.note.as_deref())?;
         let steps = p.process.as_ref().and_then(|pr| pr.live_status.as_ref());
+        let note =
+            rejection_note(p.notes.as_deref(), steps.map(Vec::as_slice)).or(p.note.as_deref());
+        let outcome = extended_outcome(status, p.previous_status.as_deref(), note)?;
         let occurred_at = p
             .completed_at
             .and_then(|ms| Utc.timestamp_millis_opt(ms).single())
@@ -275,6 +298,43 @@ pub fn parse_json(path_envelope_id: &str, body: &[u8]) -> Result<Notification, R
         occurred_at,
         documents: documents(p.documents.as_deref()),
     })
+}
+
+/// The text of the rejecting note of an Extended payload: among the recipients' `notes[]`,
+/// the latest one written by the person of a rejected (`REJ`) step when the notes tell who
+/// wrote them, otherwise the latest one. Only the text is used, never the writer's name.
+fn rejection_note<'n>(
+    notes: Option<&'n [EnvelopeNote<'_>]>,
+    steps: Option<&[StepEvent<'_>]>,
+) -> Option<&'n str> {
+    let written: Vec<(usize, &EnvelopeNote<'_>)> = notes
+        .unwrap_or_default()
+        .iter()
+        .filter(|n| n.text.as_deref().is_some_and(|t| !t.trim().is_empty()))
+        .enumerate()
+        .collect();
+    let same = |a: Option<&str>, b: Option<&str>| match (a, b) {
+        (Some(a), Some(b)) => !a.trim().is_empty() && a.trim().eq_ignore_ascii_case(b.trim()),
+        _ => false,
+    };
+    let by_rejecter = |n: &EnvelopeNote<'_>| {
+        steps.unwrap_or_default().iter().any(|s| {
+            s.status.as_deref() == Some("REJ")
+                && same(s.mgr_name.as_deref(), n.name.as_deref())
+                && same(s.mgr_surname.as_deref(), n.surname.as_deref())
+        })
+    };
+    // Latest by createdAt; undated notes count as older, ties go to the later in the list.
+    let latest = |notes: &mut dyn Iterator<Item = &(usize, &'n EnvelopeNote<'_>)>| {
+        notes
+            .max_by_key(|(i, n)| {
+                let at = n.created_at.as_ref().and_then(Timestamp::parse);
+                (at, *i)
+            })
+            .and_then(|(_, n)| n.text.as_deref())
+    };
+    latest(&mut written.iter().filter(|(_, n)| by_rejecter(n)))
+        .or_else(|| latest(&mut written.iter()))
 }
 
 /// WorkNotification `notificationType` → outcome (ch. 8.3.1).
@@ -467,6 +527,99 @@ mod tests {
         assert_eq!(
             extended_outcome("weird value", None, None),
             Err(Rejection::UnknownStatus)
+        );
+    }
+
+    /// An Extended REJ whose text is only in `notes[]`; `step` is the rejected step's person.
+    fn extended_rej(notes: serde_json::Value, step: Option<(&str, &str)>) -> Outcome {
+        let mut body = serde_json::json!({
+            "externalId": "E1", "status": "REJ", "previousStatus": "PGS", "note": null,
+            "notes": notes,
+        });
+        if let Some((name, surname)) = step {
+            body["process"] = serde_json::json!({"liveStatus": [
+                {"mgrName": "Luigi", "mgrSurname": "Verdi", "status": "WKD", "endedAt": 1},
+                {"mgrName": name, "mgrSurname": surname, "status": "REJ", "endedAt": 2},
+            ]});
+        }
+        parse_json("E1", body.to_string().as_bytes())
+            .unwrap()
+            .outcome
+    }
+
+    fn reason(o: Outcome) -> String {
+        match o {
+            Outcome::Aborted { reason } => reason,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn extended_rejection_uses_the_rejecters_note_or_else_the_latest() {
+        let notes = serde_json::json!([
+            {"text": "Bedrag klopt niet", "createdAt": 1574777671000i64, "name": "Anna", "surname": "Bianchi"},
+            {"text": "Akkoord van mijn kant", "createdAt": 1574778076000i64, "name": "Luigi", "surname": "Verdi"},
+            {"text": "   ", "createdAt": 1574779000000i64, "name": "Anna", "surname": "Bianchi"},
+        ]);
+        // The rejecter's (Anna's) note, though Luigi's is later; her blank one is no text.
+        assert_eq!(
+            reason(extended_rej(notes.clone(), Some(("anna", "BIANCHI")))),
+            "geweigerd door ondertekenaar: Bedrag klopt niet"
+        );
+        // Who rejected cannot be told: the latest note with text.
+        for step in [None, Some(("Mario", "Rossi"))] {
+            assert_eq!(
+                reason(extended_rej(notes.clone(), step)),
+                "geweigerd door ondertekenaar: Akkoord van mijn kant",
+                "{step:?}"
+            );
+        }
+        // Undated notes count as older; among equals the later in the list.
+        let undated = serde_json::json!([
+            {"text": "eerste"}, {"text": "tweede"}, {"text": "gedateerd", "createdAt": 5},
+        ]);
+        assert_eq!(
+            reason(extended_rej(undated, None)),
+            "geweigerd door ondertekenaar: gedateerd"
+        );
+        let undated =
+            serde_json::json!([{"text": "eerste"}, {"text": "tweede", "createdAt": null}]);
+        assert_eq!(
+            reason(extended_rej(undated, None)),
+            "geweigerd door ondertekenaar: tweede"
+        );
+        // No note with text: the bare reason, never the writers' names.
+        let nameless = serde_json::json!([{"text": null, "name": "Anna", "surname": "Bianchi"}]);
+        assert_eq!(
+            reason(extended_rej(nameless, Some(("Anna", "Bianchi")))),
+            REASON_REJECTED
+        );
+        assert_eq!(
+            reason(extended_rej(serde_json::json!([]), None)),
+            REASON_REJECTED
+        );
+    }
+
+    #[test]
+    fn extended_notes_take_precedence_over_the_envelope_note_only_when_present() {
+        let with_note = |notes: serde_json::Value| {
+            let body = serde_json::json!({
+                "externalId": "E1", "status": "STO", "previousStatus": "REJ",
+                "note": "envelopnotitie", "notes": notes,
+            });
+            reason(
+                parse_json("E1", body.to_string().as_bytes())
+                    .unwrap()
+                    .outcome,
+            )
+        };
+        assert_eq!(
+            with_note(serde_json::json!([{"text": "te duur", "createdAt": 1}])),
+            "geweigerd door ondertekenaar: te duur"
+        );
+        assert_eq!(
+            with_note(serde_json::Value::Null),
+            "geweigerd door ondertekenaar: envelopnotitie"
         );
     }
 

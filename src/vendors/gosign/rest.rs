@@ -192,3 +192,13 @@ pub async fn not_found() -> HttpResponse {
         .content_type(ContentType::json())
         .body(r#"{"outcome":"failed_please_discard","message":"no such GoSign route"}"#)
 }
+
+/// A known route asked with a method it does not serve.
+pub fn method_not_allowed(allow: &'static str) -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .insert_header((header::ALLOW, allow))
+        .json(serde_json::json!({
+            "error": "method_not_allowed",
+            "detail": format!("this route allows {allow} only"),
+        }))
+}

@@ -49,6 +49,8 @@ pub const REASON_FINISHED: &str = "ondertekening is al afgerond";
 pub const REASON_UNKNOWN: &str = "envelop onbekend bij de zaakbehandeling";
 pub const REASON_ZAAK_CLOSED: &str = "de zaak is afgesloten";
 pub const REASON_UNAVAILABLE: &str = "controle tijdelijk niet mogelijk; probeer het later opnieuw";
+/// An envelope or user id that notify would refuse too (see `TransactionId::parse`).
+pub const REASON_INVALID_ID: &str = "ongeldige envelop- of gebruikers-id";
 
 /// Cache entries kept at most; the cache is cleared when full (entries live seconds).
 const CACHE_MAX: usize = 10_000;
@@ -76,7 +78,7 @@ impl Workability {
     ) -> anyhow::Result<Workability> {
         let decisions = metrics.counter_vec(
             "workability_decisions_total",
-            "GoSign workability decisions by policy and result (workable, not_workable, error)",
+            "GoSign workability decisions by policy and result (workable, not_workable, error, invalid_id)",
             &["policy", "result"],
         );
         let http = reqwest::Client::builder()
@@ -105,7 +107,23 @@ impl Workability {
     }
 
     /// The verdict for one envelope and user (`original` when a substitution is active).
+    /// Ids that notify would refuse (empty, over 256 bytes, control characters, `/`, `\`,
+    /// `.` or `..`) are never workable and never reach a policy: no such envelope can have been
+    /// loaded, and a forwarded URL must not be built from them. GoSign's contract has no error
+    /// answer, so they get a verdict with action NOP.
     pub async fn check(&self, envelope: &str, user: &str, original: Option<&str>) -> Verdict {
+        let ids_ok = [Some(envelope), Some(user), original]
+            .into_iter()
+            .flatten()
+            .all(|id| TransactionId::parse(id).is_ok());
+        if !ids_ok {
+            self.decisions
+                .with_label_values(&[self.policy_name(), "invalid_id"])
+                .inc();
+            note_verdict(false);
+            tracing::debug!(policy = self.policy_name(), "workability: invalid id");
+            return Verdict::not(REASON_INVALID_ID, Action::Nop);
+        }
         let key = (
             envelope.to_string(),
             user.to_string(),
@@ -157,14 +175,7 @@ impl Workability {
         self.decisions
             .with_label_values(&[self.policy_name(), result])
             .inc();
-        crate::telemetry::note(|n| {
-            n.result = Some("workability");
-            n.verdict = Some(if verdict.workable {
-                "workable"
-            } else {
-                "not_workable"
-            });
-        });
+        note_verdict(verdict.workable);
         // Only ids and the decision: user ids and reasons may name people.
         tracing::debug!(
             envelope,
@@ -226,9 +237,8 @@ impl Workability {
 
     /// The registry's view, and the zaak URL when the envelope is registered and open.
     async fn registry_verdict(&self, envelope: &str) -> anyhow::Result<(Verdict, Option<String>)> {
-        // An id that can never be registered is simply unknown.
         let Ok(envelope) = TransactionId::parse(envelope) else {
-            return Ok((self.unknown(), None));
+            return Ok((Verdict::not(REASON_INVALID_ID, Action::Nop), None));
         };
         let state = self
             .store
@@ -309,6 +319,14 @@ impl Workability {
         }
         Ok(resp.json::<Verdict>().await?)
     }
+}
+
+/// The request's log note: a workability check, and its verdict.
+fn note_verdict(workable: bool) {
+    crate::telemetry::note(|n| {
+        n.result = Some("workability");
+        n.verdict = Some(if workable { "workable" } else { "not_workable" });
+    });
 }
 
 /// The SOAP answer (ch. 7.2) for a set of envelopes, combined per the seed's rules: when no

@@ -25,13 +25,16 @@ pub struct PkisigningConfig {
     /// A terminal status the API does not show yet is asked again for this long before the
     /// callback counts as contradicted (the API may lag its own webhook).
     pub verify_settle_secs: u64,
-    /// The PKIsigning platform API.
+    /// The PKIsigning platform API (https).
     pub api_url: String,
     /// OAuth2 token endpoint (client credentials).
     pub token_url: String,
     pub client_id: Option<String>,
     pub client_secret: Option<Secret>,
     pub scope: String,
+    /// Allow `http://` API and token URLs (tests with a local stand-in only: the client
+    /// secret and the callbacks' keys would travel in the clear).
+    pub allow_insecure_http: bool,
     /// For `signrelay pkisigning register-webhook`; looked up (`GET /Organisations/current`)
     /// when not set.
     pub organisation_id: Option<String>,
@@ -65,6 +68,7 @@ impl Default for PkisigningConfig {
             client_id: None,
             client_secret: None,
             scope: "pkisigning.platform".into(),
+            allow_insecure_http: false,
             organisation_id: None,
             rate_limit_calls: 100,
             rate_limit_window_secs: 60,
@@ -77,9 +81,11 @@ impl Default for PkisigningConfig {
     }
 }
 
-fn http_url(s: &str) -> bool {
+fn http_url(s: &str, allow_http: bool) -> bool {
     url::Url::parse(s)
-        .map(|u| (u.scheme() == "https" || u.scheme() == "http") && u.host().is_some())
+        .map(|u| {
+            (u.scheme() == "https" || (allow_http && u.scheme() == "http")) && u.host().is_some()
+        })
         .unwrap_or(false)
 }
 
@@ -103,10 +109,7 @@ impl PkisigningConfig {
             errs.push("pkisigning.base_path must start and not end with '/'".into());
         }
         match &self.auth {
-            None => errs.push(
-                "pkisigning.auth is not set: choose basic, api-key, jwt, or (explicitly) none"
-                    .into(),
-            ),
+            None => errs.push(AuthConfig::not_set("pkisigning.auth")),
             Some(a) => {
                 if let Err(e) = a.validate("pkisigning.auth") {
                     errs.push(e);
@@ -132,8 +135,10 @@ impl PkisigningConfig {
         }
         if self.calls_api() {
             for (key, url) in [("api_url", &self.api_url), ("token_url", &self.token_url)] {
-                if !http_url(url) {
-                    errs.push(format!("pkisigning.{key} is not an http(s) URL"));
+                if !http_url(url, self.allow_insecure_http) {
+                    errs.push(format!(
+                        "pkisigning.{key} must be an https URL (http only with allow_insecure_http = true)"
+                    ));
                 }
             }
             if self.client_id.as_deref().is_none_or(str::is_empty) {

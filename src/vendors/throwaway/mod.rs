@@ -59,7 +59,7 @@ impl VendorSection for ThrowawayConfig {
 
     fn validate(&self, _: &Settings) -> Vec<String> {
         let mut errs = match (&self.enabled, &self.auth) {
-            (true, None) => vec!["throwaway.auth is not set".into()],
+            (true, None) => vec![AuthConfig::not_set("throwaway.auth")],
             _ => Vec::new(),
         };
         let e = &mut errs;
