@@ -308,7 +308,7 @@ async fn purge_loop(
             _ = stop.changed() => return,
         }
         // A retention too long to subtract from now keeps everything: it never becomes zero.
-        let Some(cutoff) = crate::config::ago(retention) else {
+        let Some(cutoff) = crate::bounds::ago(retention) else {
             continue;
         };
         match store.purge(cutoff).await {

@@ -11,6 +11,7 @@ use figment::Figment;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
+pub use crate::bounds::{ago, scaled, within};
 pub use crate::secret::{EnvRef, FileRef, Secret};
 use crate::telemetry::LogConfig;
 use crate::vendors::Sections;
@@ -386,34 +387,6 @@ impl Config {
 
 /// The longest retention accepted: a century.
 pub const MAX_RETENTION_DAYS: u64 = 36_500;
-
-/// Pushes an error naming `key` unless `value` lies within `range`.
-pub fn within<T: PartialOrd + std::fmt::Display>(
-    errs: &mut Vec<String>,
-    key: &str,
-    value: T,
-    range: std::ops::RangeInclusive<T>,
-) {
-    if !range.contains(&value) {
-        errs.push(format!(
-            "{key} = {value} is out of bounds: must be between {} and {}",
-            range.start(),
-            range.end()
-        ));
-    }
-}
-
-/// `n` units of `unit` bytes (or seconds), saturating: a size or duration past what fits is
-/// "as much as there is", never a wrapped-around small number.
-pub fn scaled(n: u64, unit: u64) -> u64 {
-    n.saturating_mul(unit)
-}
-
-/// The moment `age` ago, or `None` when it lies before what a timestamp can hold: a cutoff
-/// that cannot be computed selects nothing, it never falls back to "now".
-pub fn ago(age: Duration) -> Option<chrono::DateTime<chrono::Utc>> {
-    chrono::Utc::now().checked_sub_signed(chrono::Duration::from_std(age).ok()?)
-}
 
 impl ServerConfig {
     pub fn body_min_rate(&self) -> crate::http::body::MinRate {

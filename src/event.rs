@@ -1,6 +1,5 @@
 //! The one event model every vendor surface normalizes into.
 
-use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -377,25 +376,7 @@ pub struct NewEvent {
     pub follow_up: Option<FollowUp>,
 }
 
-/// A raw callback body as received, kept for audit, document download and replay.
-#[derive(Debug, Clone)]
-pub struct RawPayload {
-    pub content_type: String,
-    pub bytes: Bytes,
-    /// The spool file `bytes` are mapped from, when the body was spooled while read: the
-    /// archive adopts it as the payload's file instead of writing the bytes again.
-    pub spooled: Option<std::sync::Arc<crate::store::Spooled>>,
-}
-
-impl RawPayload {
-    pub fn new(content_type: impl Into<String>, bytes: Bytes) -> RawPayload {
-        RawPayload {
-            content_type: content_type.into(),
-            bytes,
-            spooled: None,
-        }
-    }
-}
+pub use crate::payload::RawPayload;
 
 /// A stable delivery-dedup key: the hex SHA-256 of the parts, length-prefixed so that parts
 /// cannot run into each other.

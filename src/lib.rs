@@ -3,6 +3,7 @@
 pub mod admin;
 pub mod app;
 pub mod auth;
+pub mod bounds;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
@@ -12,6 +13,7 @@ pub mod http;
 pub mod intake;
 pub mod jobs;
 pub mod ops;
+pub mod payload;
 pub mod problem;
 pub mod registry;
 pub mod relay;

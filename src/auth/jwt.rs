@@ -15,7 +15,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::config::within;
+use crate::bounds::within;
 use crate::event::Caller;
 use crate::telemetry::Metrics;
 

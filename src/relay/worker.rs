@@ -139,7 +139,7 @@ async fn sweep_parked(
 ) {
     loop {
         // A timeout too long for a timestamp expires nothing (never everything).
-        let expired = match crate::config::ago(park_timeout) {
+        let expired = match crate::bounds::ago(park_timeout) {
             Some(cutoff) => store.expire_parked(cutoff).await,
             None => Ok(0),
         };

@@ -16,8 +16,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use uuid::Uuid;
 
-use super::spool::Spooled;
 use super::{RawPayload, StoreError};
+use crate::payload::SpooledFile as Spooled;
 
 /// Payloads up to this size are stored inline in sled.
 pub const INLINE_MAX: usize = 64 * 1024;

@@ -6,15 +6,13 @@
 //! A spool file is `<archive>/<id>.spool`, claimed from its creation (the orphan sweep leaves
 //! it alone) and removed when dropped unless the archive adopted it.
 
-use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use tokio::io::AsyncWriteExt;
-use uuid::Uuid;
 
-use super::archive::{Archive, Claim};
+use super::archive::Archive;
 use super::StoreError;
 
 /// Free space is asked again after this many bytes spooled.
@@ -49,11 +47,7 @@ impl Spooler {
             .await?;
         Ok(Spool {
             file,
-            guard: Arc::new(Spooled {
-                path,
-                claim,
-                adopted: AtomicBool::new(false),
-            }),
+            guard: Arc::new(Spooled::new(claim.id, path, Box::new(claim))),
             written: 0,
             checked: 0,
             spooler: self.clone(),
@@ -96,41 +90,8 @@ impl Spool {
     }
 }
 
-/// A spooled body's file: removed when the last handle goes, unless the archive adopted it.
-pub struct Spooled {
-    path: PathBuf,
-    claim: Claim,
-    adopted: AtomicBool,
-}
-
-impl Spooled {
-    /// The archive id the file becomes when adopted.
-    pub fn id(&self) -> Uuid {
-        self.claim.id
-    }
-
-    pub(super) fn path(&self) -> &Path {
-        &self.path
-    }
-
-    pub(super) fn mark_adopted(&self) {
-        self.adopted.store(true, Ordering::SeqCst);
-    }
-}
-
-impl std::fmt::Debug for Spooled {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "Spooled({})", self.claim.id)
-    }
-}
-
-impl Drop for Spooled {
-    fn drop(&mut self) {
-        if !self.adopted.load(Ordering::SeqCst) {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
-}
+/// A spooled body's file (see `crate::payload`): the store's claim rides with it.
+pub type Spooled = crate::payload::SpooledFile;
 
 /// `DiskLow` while the file system holding `path` has less than `min_free` bytes free.
 pub fn check_room(path: &Path, min_free: u64) -> Result<(), StoreError> {

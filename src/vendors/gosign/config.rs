@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
-use crate::config::within;
+use crate::bounds::within;
 use crate::secret::Secret;
 use crate::vendors::seam::Settings;
 

@@ -15,7 +15,7 @@ use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::{AuthConfig, AuthFailure};
-use crate::config::within;
+use crate::bounds::within;
 use crate::event::{dedup_key, FollowUp, Outcome, TransactionId, Vendor};
 use crate::jobs::backoff::Backoff;
 use crate::jobs::{Attempt, Done, Job, JobHandler, LaneSettings, Party, Task};
