@@ -4,3 +4,4 @@
 pub mod gosign;
 pub mod nrc;
 pub mod pkisigning;
+pub mod posten;

@@ -16,6 +16,7 @@ mod openapi;
 mod openapi_api;
 mod openapi_check;
 mod pkisigning;
+mod posten;
 mod relay;
 mod retention;
 mod schemathesis;

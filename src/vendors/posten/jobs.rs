@@ -387,7 +387,15 @@ impl PostenJobs {
             }
         };
         let code = resp.status();
-        let next = header_time(&resp, "X-Next-permitted-poll-time");
+        // Posten's clock decides: a permitted time in the future gets a second's margin (for
+        // the clocks' difference and the header's rounding); one already past is now.
+        let next = header_time(&resp, "X-Next-permitted-poll-time").map(|t| {
+            if t > now {
+                t + chrono::Duration::seconds(1)
+            } else {
+                now
+            }
+        });
         match code {
             StatusCode::OK => {
                 let body = match read_body(resp).await {
