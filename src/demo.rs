@@ -17,6 +17,7 @@ use crate::telemetry::LogFormat;
 use crate::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use crate::testkit::nrc::NrcStandIn;
 use crate::testkit::pkisigning::PkisigningStandIn;
+use crate::testkit::posten::{Certificates, Finish, PostenStandIn};
 
 const NRC_SECRET: &str = "demo-nrc-secret";
 const ADMIN_KEY: &str = "demo-admin-key-0123456789";
@@ -39,13 +40,7 @@ impl Demo {
     }
 
     async fn register_at(&self, vendor: &str, tx: &str, zaak: &str) -> anyhow::Result<u16> {
-        let body = json!({
-            "naam": format!("Ondertekening {tx}"),
-            "eigenaar": "behandelaar@gemeente.example",
-            "zaak": {"uuid": uuid::Uuid::new_v4(), "url": format!("https://zaken.gemeente.example/api/v1/zaken/{zaak}")},
-            "documenten": [{"uuid": uuid::Uuid::new_v4(), "url": "https://drc.gemeente.example/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
-            "ondertekenaars": [{"e-mail": "ondertekenaar@example.org", "voornaam": "Jan", "achternaam": "Jansen", "volgorde": 1, "authenticatie": null}]
-        });
+        let body = self.trigger(tx, zaak);
         let r = self
             .http
             .put(format!("{}/api/v1/transactions/{vendor}/{tx}", self.base))
@@ -54,6 +49,17 @@ impl Demo {
             .send()
             .await?;
         Ok(r.status().as_u16())
+    }
+
+    /// The trigger message the case application registers a transaction with.
+    fn trigger(&self, tx: &str, zaak: &str) -> Value {
+        json!({
+            "naam": format!("Ondertekening {tx}"),
+            "eigenaar": "behandelaar@gemeente.example",
+            "zaak": {"uuid": uuid::Uuid::new_v4(), "url": format!("https://zaken.gemeente.example/api/v1/zaken/{zaak}")},
+            "documenten": [{"uuid": uuid::Uuid::new_v4(), "url": "https://drc.gemeente.example/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
+            "ondertekenaars": [{"e-mail": "ondertekenaar@example.org", "voornaam": "Jan", "achternaam": "Jansen", "volgorde": 1, "authenticatie": null}]
+        })
     }
 
     /// Posts a SOAP envelope; answers `success=…` or the fault.
@@ -121,6 +127,49 @@ impl Demo {
         Ok(format!("{status} {}", v["result"].as_str().unwrap_or("?")))
     }
 
+    async fn register_posten(&self, tx: &str, zaak: &str, vendor: Value) -> anyhow::Result<u16> {
+        let mut body = self.trigger(tx, zaak);
+        body["vendor"] = vendor;
+        let r = self
+            .http
+            .put(format!("{}/api/v1/transactions/posten/{tx}", self.base))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&body)
+            .send()
+            .await?;
+        Ok(r.status().as_u16())
+    }
+
+    /// Follows a browser's redirects; the chain of statuses and the final page's heading.
+    async fn follow(&self, url: &str) -> anyhow::Result<(String, String)> {
+        let browser = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()?;
+        let mut url = url.to_string();
+        let mut chain = Vec::new();
+        for _ in 0..5 {
+            let r = browser.get(&url).send().await?;
+            chain.push(r.status().as_u16().to_string());
+            match r.headers().get("location").and_then(|l| l.to_str().ok()) {
+                Some(to) if r.status().is_redirection() => {
+                    chain.push(to.to_string());
+                    url = format!("{}{to}", self.base);
+                }
+                _ => {
+                    let text = r.text().await?;
+                    let h1 = text
+                        .split("<h1>")
+                        .nth(1)
+                        .and_then(|t| t.split("</h1>").next())
+                        .unwrap_or("")
+                        .to_string();
+                    return Ok((chain.join(" -> "), h1));
+                }
+            }
+        }
+        anyhow::bail!("too many redirects")
+    }
+
     async fn notify(&self, envelope: &str, body: &str) -> anyhow::Result<String> {
         let r = self
             .http
@@ -143,6 +192,11 @@ pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary store")?;
     let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
     let pki = PkisigningStandIn::start(PKI_CLIENT, PKI_SECRET).await?;
+    // Posten requires the organisation certificate: made here, with Posten's own CA.
+    let certs = Certificates::generate()?;
+    let cert_files = certs.write(dir.path())?;
+    let posten = PostenStandIn::start(&certs, "123456789").await?;
+    posten.pacing(Duration::from_millis(300), Duration::from_secs(600));
     let mut cfg = Config::default();
     cfg.log.format = LogFormat::Pretty;
     cfg.log.level = "error".into();
@@ -177,6 +231,15 @@ pub async fn run() -> anyhow::Result<()> {
     p.backoff_initial_ms = 50;
     // A status the API does not show is contradicted at once (in service: after a while).
     p.verify_settle_secs = 0;
+    let pn = &mut cfg.vendors.posten;
+    pn.enabled = true;
+    pn.api_url = posten.api_url.clone();
+    pn.organization_number = posten.organization_number.clone();
+    pn.client_certificate_pem = Some(cert_files.client_cert.clone());
+    pn.client_key_pem = Some(cert_files.client_key.clone());
+    pn.ca_certificate_pem = Some(cert_files.ca.clone());
+    pn.poll_portal = true;
+    pn.backoff_initial_ms = 50;
     cfg.validate()?;
     crate::telemetry::init_logging(&cfg.log);
 
@@ -184,6 +247,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("  store:       {} (temporary)", cfg.store.path.display());
     println!("  NRC stand-in: {}", nrc.url);
     println!("  PKIsigning stand-in: {}", pki.api_url);
+    println!("  Posten stand-in: {} (mutual TLS)", posten.api_url);
     let app = Application::build(cfg).await?;
     let base = format!("http://127.0.0.1:{}", app.port());
     println!("  signrelay:   {base}\n");
@@ -304,6 +368,33 @@ pub async fn run() -> anyhow::Result<()> {
         );
     }
 
+    println!("\nPosten: a signer comes back from a direct job; a portal job is polled:");
+    let (job, status_url) = posten.direct_job("POSTEN-DIRECT-1", 1);
+    println!(
+        "  PUT  /api/v1/transactions/posten/POSTEN-DIRECT-1 -> {}",
+        d.register_posten("POSTEN-DIRECT-1", "Z-10", json!({"status_url": status_url}))
+            .await?
+    );
+    let token = posten.finish_direct(job, Finish::Signed);
+    let (chain, page) = d
+        .follow(&format!(
+            "{base}/posten/direct/POSTEN-DIRECT-1/completion?status_query_token={token}"
+        ))
+        .await?;
+    println!("  GET  /posten/direct/POSTEN-DIRECT-1/completion?status_query_token=*** -> {chain}");
+    println!("       the browser shows: {page}");
+    println!(
+        "  PUT  /api/v1/transactions/posten/POSTEN-PORTAL-1 -> {}",
+        d.register_at("posten", "POSTEN-PORTAL-1", "Z-11").await?
+    );
+    posten.queue_portal_change(
+        Some("POSTEN-PORTAL-1"),
+        "FAILED",
+        &["SIGNED", "REJECTED"],
+        None,
+    );
+    println!("  (Posten queues a change for POSTEN-PORTAL-1; signrelay polls, records, confirms)");
+
     tokio::time::sleep(Duration::from_millis(200)).await;
     println!("\nLate registration releases the parked callback:");
     println!(
@@ -311,7 +402,7 @@ pub async fn run() -> anyhow::Result<()> {
         d.register("ENV-1004", "Z-4").await?
     );
 
-    let expected = 7;
+    let expected = 9;
     println!("\nNRC stand-in receives:");
     let got = nrc.wait_for(expected, Duration::from_secs(20)).await;
     println!(
@@ -387,10 +478,22 @@ pub async fn run() -> anyhow::Result<()> {
         "\n  delivered: {delivered}, received by the NRC: {}, quarantined: {quarantined}",
         got.len()
     );
+    // Posten is told once a status is durable: the last confirmation follows the summary's
+    // records by a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while posten.confirmed().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     handle.stop(true).await;
     running.await??;
     nrc.stop().await;
     pki.stop().await;
+    let confirmed = posten.confirmed().len();
+    posten.stop().await;
+    anyhow::ensure!(
+        confirmed >= 2,
+        "Posten got {confirmed} confirmations, expected 2"
+    );
     if got.len() != expected || delivered != expected || mismatches > 0 {
         anyhow::bail!(
             "demo mismatch: expected {expected} notifications, NRC got {}, signrelay delivered {delivered}",

@@ -48,6 +48,7 @@ const PKI_KEY: &str = "logscan-pki-authkey-q7x";
 const PKI_PATH_TOKEN: &str = "logscan-pki-path-token-q7x-0123456789";
 const PKI_CLIENT_SECRET: &str = "logscan-pki-client-secret-q7x";
 const PKI_REASON: &str = "LOGSCAN-PKI-REASON-q7x";
+const POSTEN_TOKEN: &str = "sqt-logscan-posten-token-q7x";
 const S11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const WKNOTIF: &str = "http://www.infocert.it/smartsign/schema/wknotif";
 
@@ -551,6 +552,55 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     pki_app.stop().await;
     pki.stop().await;
 
+    // Posten: exit URLs carry status query tokens (one Posten issued, one forged); the fetch,
+    // the confirmation and the pages must not log them.
+    let posten_dir = tempfile::tempdir().unwrap();
+    let certs = signrelay::testkit::posten::Certificates::generate().unwrap();
+    let files = certs.write(posten_dir.path()).unwrap();
+    let posten = signrelay::testkit::posten::PostenStandIn::start(&certs, "123456789")
+        .await
+        .unwrap();
+    let (api, ca, cert, key) = (posten.api_url.clone(), files.ca.clone(), files.client_cert.clone(), files.client_key.clone());
+    let posten_app = spawn_app_with(move |c| {
+        let s = &mut c.vendors.posten;
+        s.enabled = true;
+        s.api_url = api;
+        s.organization_number = "123456789".into();
+        s.ca_certificate_pem = Some(ca);
+        s.client_certificate_pem = Some(cert);
+        s.client_key_pem = Some(key);
+        s.redirect_wait_ms = 1000;
+    })
+    .await;
+    let (job, status_url) = posten.direct_job("LOGSCAN-POSTEN", 1);
+    let mut t = personal_trigger("zaak-posten");
+    t["vendor"] = json!({"status_url": status_url});
+    let r = posten_app
+        .client
+        .put(posten_app.url("/api/v1/transactions/posten/LOGSCAN-POSTEN"))
+        .header("X-Api-Key", ADMIN_KEY)
+        .json(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let issued = posten.finish_direct(job, signrelay::testkit::posten::Finish::Signed);
+    for token in [issued.as_str(), POSTEN_TOKEN] {
+        let r = posten_app
+            .client
+            .get(posten_app.url(&format!(
+                "/posten/direct/LOGSCAN-POSTEN/completion?status_query_token={token}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+    }
+    assert_eq!(posten_app.nrc.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    posten_app.stop().await;
+    posten.stop().await;
+
     let text = logs.text();
     // The capture works: request lines and the app's own records are there.
     for expected in [
@@ -606,7 +656,10 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     }
 
     let token = bearer_token();
+    let issued_token = issued.clone();
     let markers: Vec<(&str, String)> = vec![
+        ("Posten's status query token", issued_token),
+        ("a forged status query token", POSTEN_TOKEN.into()),
         ("BSN", BSN.into()),
         ("eigenaar e-mail", EIGENAAR.into()),
         ("signer e-mail", SIGNER_EMAIL.into()),

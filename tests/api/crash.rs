@@ -18,6 +18,9 @@ use rand::Rng;
 use serde_json::Value;
 use signrelay::testkit::nrc::{Behaviour, NrcStandIn};
 use signrelay::testkit::pkisigning::{Behaviour as PkiBehaviour, PkisigningStandIn};
+use signrelay::testkit::posten::{
+    Behaviour as PostenBehaviour, Certificates, Finish, PostenStandIn,
+};
 
 /// Deliveries the relay has in flight at once (`relay.concurrency`).
 const RELAY_CONCURRENCY: usize = 4;
@@ -162,6 +165,34 @@ impl Instance {
             .send()
             .await?;
         Ok(r.status().as_u16())
+    }
+
+    /// Registers a Posten job's reference with its status URL.
+    async fn register_posten(&self, reference: &str, status_url: &str) -> u16 {
+        let mut t = trigger(&format!("zaak-{reference}"));
+        t["vendor"] = serde_json::json!({"status_url": status_url});
+        let r = self
+            .client
+            .put(self.url(&format!("/api/v1/transactions/posten/{reference}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&t)
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
+    }
+
+    /// The signer's browser at an exit URL (redirects followed); the final status.
+    async fn exit(&self, reference: &str, token: &str) -> u16 {
+        let r = self
+            .client
+            .get(self.url(&format!(
+                "/posten/direct/{reference}/completion?status_query_token={token}"
+            )))
+            .send()
+            .await
+            .unwrap();
+        r.status().as_u16()
     }
 
     /// Posts a PKIsigning webhook; the status and its `result`.
@@ -610,5 +641,102 @@ async fn sigkills_during_verification_lose_nothing() {
     println!(
         "crash: {ROUNDS} SIGKILLs during PKIsigning verification, {} acknowledged, all relayed, {duplicates} duplicate(s)",
         acked.len()
+    );
+}
+
+/// The `[posten]` section for the Posten stand-in (mutual TLS with the organisation
+/// certificate), and a browser that waits little.
+fn posten_toml(p: &PostenStandIn, dir: &Path) -> String {
+    let s = |v: &Path| toml::Value::String(v.to_string_lossy().into_owned()).to_string();
+    format!(
+        r#"[posten]
+enabled = true
+api_url = "{}"
+organization_number = "{}"
+client_certificate_pem = {}
+client_key_pem = {}
+ca_certificate_pem = {}
+redirect_wait_ms = 200
+backoff_initial_ms = 20
+backoff_max_secs = 1
+timeout_secs = 2
+"#,
+        p.api_url,
+        p.organization_number,
+        s(&dir.join("org.pem")),
+        s(&dir.join("org.key")),
+        s(&dir.join("posten-ca.pem")),
+    )
+}
+
+/// SIGKILL while exit URLs' tokens wait for their status fetch (Posten down), and again while
+/// fetched statuses wait for their confirmation: after the restarts every outcome reaches the
+/// NRC and every status is confirmed, none confirmed before it was recorded.
+#[tokio::test]
+async fn sigkill_between_token_fetch_and_confirmation_loses_nothing() {
+    const N: usize = 10;
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certificates::generate().unwrap();
+    certs.write(dir.path()).unwrap();
+    let posten = PostenStandIn::start(&certs, "123456789").await.unwrap();
+    let store = dir.path().join("store");
+    let extra = posten_toml(&posten, dir.path());
+
+    // 1. Tokens recorded, Posten down: the fetches wait.
+    posten.behave(PostenBehaviour::Down);
+    let first = Instance::start_with(dir.path(), &store, &nrc.url, "posten-1", &extra).await;
+    let mut jobs = Vec::new();
+    for i in 0..N {
+        let reference = format!("POSTEN-CRASH-{i}");
+        let (id, status_url) = posten.direct_job(&reference, 1);
+        assert_eq!(first.register_posten(&reference, &status_url).await, 201);
+        let token = posten.finish_direct(id, Finish::Signed);
+        assert_eq!(first.exit(&reference, &token).await, 200, "{reference}");
+        jobs.push((reference, id));
+    }
+    let tried = eventually(Duration::from_secs(10), || {
+        (posten.calls().iter().filter(|c| c.status == 503).count() >= N).then_some(())
+    })
+    .await;
+    assert!(tried.is_some(), "the fetches were not tried");
+    first.kill();
+    assert!(nrc.received().is_empty());
+
+    // 2. Posten up, confirmations held: statuses fetched and recorded, then SIGKILL.
+    posten.behave(PostenBehaviour::Normal);
+    posten.hold_confirmations(true);
+    let second = Instance::start_with(dir.path(), &store, &nrc.url, "posten-2", &extra).await;
+    let all = eventually(Duration::from_secs(20), || {
+        let per_tx = received_per_tx(&nrc);
+        jobs.iter().all(|(r, _)| per_tx.contains_key(r)).then_some(())
+    })
+    .await;
+    assert!(all.is_some(), "not every fetched status reached the NRC: {:?}", received_per_tx(&nrc));
+    second.kill();
+    assert!(posten.confirmed().is_empty(), "confirmed while held");
+
+    // 3. Confirmations answered: every status is confirmed after the restart.
+    posten.hold_confirmations(false);
+    let third = Instance::start_with(dir.path(), &store, &nrc.url, "posten-3", &extra).await;
+    let confirmed = eventually(Duration::from_secs(20), || {
+        let c = posten.confirmed();
+        jobs.iter()
+            .all(|(_, id)| c.iter().any(|(_, j)| j == id))
+            .then_some(())
+    })
+    .await;
+    assert!(confirmed.is_some(), "not every status confirmed: {:?}", posten.confirmed());
+    let ready = third.wait_drained(Duration::from_secs(10)).await;
+    let per_tx = received_per_tx(&nrc);
+    assert!(per_tx.values().all(|n| *n <= 2), "{per_tx:?}");
+    assert_eq!(per_tx.len(), N);
+    assert_eq!(ready["backlog"]["dead_letters"], 0, "{ready}");
+    let duplicates: usize = per_tx.values().map(|n| n - 1).sum();
+    println!(
+        "crash: {N} Posten exits, SIGKILL before their fetch and again before their confirmation: \
+         all relayed ({duplicates} duplicate(s)), all confirmed"
     );
 }
