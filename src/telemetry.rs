@@ -67,7 +67,8 @@ pub fn init_logging(cfg: &LogConfig) {
 /// the log (written synchronously, on the store's disk) from costing more than the work.
 #[derive(Debug, Default)]
 pub struct RequestNote {
-    /// `recorded`, `duplicate`, `quarantined`, `registered`, `withdrawn`, `workability`.
+    /// `recorded`, `duplicate`, `quarantined`, `registered`, `withdrawn`, `workability`,
+    /// `exit` (a signer's browser back at an exit URL).
     pub result: Option<&'static str>,
     pub event_id: Option<uuid::Uuid>,
     pub vendor: Option<&'static str>,

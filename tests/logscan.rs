@@ -560,7 +560,12 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     let posten = signrelay::testkit::posten::PostenStandIn::start(&certs, "123456789")
         .await
         .unwrap();
-    let (api, ca, cert, key) = (posten.api_url.clone(), files.ca.clone(), files.client_cert.clone(), files.client_key.clone());
+    let (api, ca, cert, key) = (
+        posten.api_url.clone(),
+        files.ca.clone(),
+        files.client_cert.clone(),
+        files.client_key.clone(),
+    );
     let posten_app = spawn_app_with(move |c| {
         let s = &mut c.vendors.posten;
         s.enabled = true;
@@ -596,7 +601,14 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
             .unwrap();
         assert_eq!(r.status().as_u16(), 200);
     }
-    assert_eq!(posten_app.nrc.wait_for(1, Duration::from_secs(10)).await.len(), 1);
+    assert_eq!(
+        posten_app
+            .nrc
+            .wait_for(1, Duration::from_secs(10))
+            .await
+            .len(),
+        1
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     posten_app.stop().await;
     posten.stop().await;

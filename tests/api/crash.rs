@@ -711,10 +711,16 @@ async fn sigkill_between_token_fetch_and_confirmation_loses_nothing() {
     let second = Instance::start_with(dir.path(), &store, &nrc.url, "posten-2", &extra).await;
     let all = eventually(Duration::from_secs(20), || {
         let per_tx = received_per_tx(&nrc);
-        jobs.iter().all(|(r, _)| per_tx.contains_key(r)).then_some(())
+        jobs.iter()
+            .all(|(r, _)| per_tx.contains_key(r))
+            .then_some(())
     })
     .await;
-    assert!(all.is_some(), "not every fetched status reached the NRC: {:?}", received_per_tx(&nrc));
+    assert!(
+        all.is_some(),
+        "not every fetched status reached the NRC: {:?}",
+        received_per_tx(&nrc)
+    );
     second.kill();
     assert!(posten.confirmed().is_empty(), "confirmed while held");
 
@@ -728,7 +734,11 @@ async fn sigkill_between_token_fetch_and_confirmation_loses_nothing() {
             .then_some(())
     })
     .await;
-    assert!(confirmed.is_some(), "not every status confirmed: {:?}", posten.confirmed());
+    assert!(
+        confirmed.is_some(),
+        "not every status confirmed: {:?}",
+        posten.confirmed()
+    );
     let ready = third.wait_drained(Duration::from_secs(10)).await;
     let per_tx = received_per_tx(&nrc);
     assert!(per_tx.values().all(|n| *n <= 2), "{per_tx:?}");

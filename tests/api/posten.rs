@@ -35,25 +35,24 @@ async fn posten() -> Posten {
     }
 }
 
+/// Posten on, against the stand-in, with the organisation certificate as PEM.
+fn with_posten(p: &Posten, c: &mut Config) {
+    let s = &mut c.vendors.posten;
+    s.enabled = true;
+    s.api_url = p.stand_in.api_url.clone();
+    s.organization_number = ORG.into();
+    s.ca_certificate_pem = Some(p.files.ca.clone());
+    s.client_certificate_pem = Some(p.files.client_cert.clone());
+    s.client_key_pem = Some(p.files.client_key.clone());
+    s.redirect_wait_ms = 1500;
+    s.backoff_initial_ms = 20;
+    s.backoff_max_secs = 1;
+    s.timeout_secs = 2;
+}
+
 async fn posten_app(p: &Posten, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    let (api, ca, cert, key) = (
-        p.stand_in.api_url.clone(),
-        p.files.ca.clone(),
-        p.files.client_cert.clone(),
-        p.files.client_key.clone(),
-    );
-    spawn_app_with(move |c| {
-        let s = &mut c.vendors.posten;
-        s.enabled = true;
-        s.api_url = api;
-        s.organization_number = ORG.into();
-        s.ca_certificate_pem = Some(ca);
-        s.client_certificate_pem = Some(cert);
-        s.client_key_pem = Some(key);
-        s.redirect_wait_ms = 1500;
-        s.backoff_initial_ms = 20;
-        s.backoff_max_secs = 1;
-        s.timeout_secs = 2;
+    spawn_app_with(|c| {
+        with_posten(p, c);
         adjust(c);
     })
     .await
@@ -718,4 +717,40 @@ async fn the_landing_pages_in_a_real_browser() {
         dom.contains("<h1>Deze link is ongeldig of verlopen</h1>"),
         "{dom}"
     );
+}
+
+#[tokio::test]
+async fn a_restart_never_polls_before_the_permitted_time() {
+    let p = posten().await;
+    p.stand_in
+        .pacing(Duration::from_secs(3), Duration::from_secs(60));
+    let app = posten_app(&p, |c| c.vendors.posten.poll_portal = true).await;
+    let polls = |p: &Posten| {
+        p.stand_in
+            .calls()
+            .into_iter()
+            .filter(|c| c.path.ends_with("/portal/signature-jobs"))
+            .collect::<Vec<_>>()
+    };
+    let first = eventually(WAIT, || polls(&p).first().cloned())
+        .await
+        .expect("polled");
+    assert_eq!(first.status, 204);
+    // Restarted on the same store within the wait Posten asked for.
+    let (nrc, dir, store) = app.stop().await;
+    let mut cfg = test_config(&store, &nrc.url);
+    with_posten(&p, &mut cfg);
+    cfg.vendors.posten.poll_portal = true;
+    let mut app = spawn_on(cfg, nrc).await;
+    app.dir = dir;
+    let second = eventually(Duration::from_secs(8), || polls(&p).get(1).cloned())
+        .await
+        .expect("polled again after the restart");
+    assert!(
+        second.at.duration_since(first.at) >= Duration::from_secs(3),
+        "polled again {:?} after an empty answer that asked for 3 s",
+        second.at.duration_since(first.at)
+    );
+    assert_eq!(p.stand_in.early_polls(), 0);
+    app.stop().await;
 }

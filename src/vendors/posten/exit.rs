@@ -247,7 +247,8 @@ pub async fn exit_url(req: HttpRequest, state: web::Data<ExitState>) -> HttpResp
     };
     count(&state, result);
     crate::telemetry::note(|n| {
-        n.result = Some(result);
+        // A token recorded (its status follows as a callback of its own), not an event.
+        n.result = Some("exit");
         n.vendor = Some(Vendor::Posten.as_str());
         n.transaction_id = Some(tx.to_string());
     });
