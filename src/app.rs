@@ -47,6 +47,7 @@ impl Application {
             StoreOptions {
                 policy: Policy {
                     relay_progress: config.relay.relay_progress,
+                    upload_documents: crate::rules::VendorSet::of(config.uploading()),
                 },
                 max_group: config.store.max_group,
                 min_free_bytes: config.store.min_free_bytes(),
@@ -149,6 +150,27 @@ impl Application {
                 if let Some((lane, handler)) = c.jobs() {
                     worker.lane(lane, handler);
                 }
+            }
+            let uploading = config.uploading();
+            if !uploading.is_empty() {
+                let sources = connectors
+                    .all()
+                    .iter()
+                    .filter_map(|c| Some((c.vendor(), c.signed_documents()?)))
+                    .collect();
+                let (lane, handler) = crate::documents::lane(
+                    &config.drc,
+                    &config.nrc.identity(),
+                    sources,
+                    dyn_store.clone(),
+                    config.store.path.join("signed"),
+                    &metrics,
+                )?;
+                worker.lane(lane, handler);
+                tracing::info!(
+                    vendors = ?uploading.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
+                    "completions put their signed documents into the DRC before the NRC hears of them"
+                );
             }
             // The NRC's lane starts once the kanaal exists.
             let (ready, nrc_ready) = oneshot::channel();

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::AuthConfig;
 pub use crate::bounds::{ago, scaled, within};
+use crate::documents::DocumentsMode;
+pub use crate::documents::DrcConfig;
 pub use crate::secret::{EnvRef, FileRef, Secret};
 use crate::telemetry::LogConfig;
 use crate::vendors::Sections;
@@ -27,13 +29,14 @@ pub struct Config {
     pub store: StoreConfig,
     pub relay: RelayConfig,
     pub nrc: NrcConfig,
+    pub drc: DrcConfig,
     pub admin: AdminConfig,
     #[serde(flatten)]
     pub vendors: Sections,
 }
 
 /// The core sections, beside the vendors' own.
-const CORE_SECTIONS: [&str; 6] = ["server", "log", "store", "relay", "nrc", "admin"];
+const CORE_SECTIONS: [&str; 7] = ["server", "log", "store", "relay", "nrc", "drc", "admin"];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -359,9 +362,19 @@ impl Config {
             errs.push("server.public_url is not a URL".into());
         }
         let settings = self.vendor_settings();
-        for v in self.vendors.all() {
+        for (name, v) in Sections::names().into_iter().zip(self.vendors.all()) {
             errs.extend(v.validate(&settings));
+            if v.documents() == DocumentsMode::Upload && !v.has_signed_documents() {
+                errs.push(format!(
+                    "{name}.documents = \"upload\": signrelay cannot fetch {name}'s signed \
+                     documents yet (see the README)"
+                ));
+            }
         }
+        errs.extend(
+            self.drc
+                .validate(self.relay.enabled && !self.uploading().is_empty()),
+        );
         if errs.is_empty() {
             Ok(())
         } else {
@@ -373,11 +386,22 @@ impl Config {
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serializes");
         v["nrc"]["secret"] = self.nrc.secret.redacted();
+        v["drc"] = self.drc.redacted();
         v["admin"]["auth"] = self.admin.auth.redacted();
         for (name, section) in Sections::names().into_iter().zip(self.vendors.all()) {
             v[name] = section.redacted();
         }
         v
+    }
+
+    /// The vendors whose completions put their signed documents into the DRC.
+    pub fn uploading(&self) -> Vec<crate::event::Vendor> {
+        self.vendors
+            .all()
+            .into_iter()
+            .filter(|v| v.documents() == DocumentsMode::Upload)
+            .map(|v| v.vendor())
+            .collect()
     }
 
     pub fn relay_timeout(&self) -> Duration {

@@ -208,6 +208,8 @@ pub struct Caller {
 pub enum Step {
     /// A follow-up with the vendor first (e.g. confirming the callback with its API).
     Vendor,
+    /// The signed documents into the DRC, before a completion is notified.
+    Documents,
     /// The notification to the NRC.
     #[default]
     Notify,
@@ -221,6 +223,7 @@ impl Step {
     pub fn label(self) -> &'static str {
         match self {
             Step::Vendor => "vendor",
+            Step::Documents => "documents",
             Step::Notify => "notify",
         }
     }

@@ -7,6 +7,7 @@ pub mod bounds;
 pub mod config;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod documents;
 pub mod event;
 pub mod health;
 pub mod http;

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::event::{NewEvent, NotRelayed, Outcome, RelayState, SigningEvent, Step};
+use crate::event::{NewEvent, NotRelayed, Outcome, RelayState, SigningEvent, Step, Vendor};
 use crate::jobs::{Task, VendorTask};
 
 /// Settings the rules depend on.
@@ -17,6 +17,28 @@ use crate::jobs::{Task, VendorTask};
 pub struct Policy {
     /// Progress events are relayed too (otherwise they are recorded only).
     pub relay_progress: bool,
+    /// Vendors whose completions put the signed documents into the DRC before the NRC hears
+    /// of them (`documents = "upload"`).
+    pub upload_documents: VendorSet,
+}
+
+/// A set of vendors, small enough to copy.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct VendorSet(u32);
+
+impl VendorSet {
+    pub fn of(vendors: impl IntoIterator<Item = Vendor>) -> VendorSet {
+        VendorSet(vendors.into_iter().fold(0, |m, v| m | Self::bit(v)))
+    }
+
+    pub fn contains(self, v: Vendor) -> bool {
+        self.0 & Self::bit(v) != 0
+    }
+
+    fn bit(v: Vendor) -> u32 {
+        let i = Vendor::ALL.iter().position(|x| *x == v).unwrap_or(31);
+        1 << i
+    }
 }
 
 /// A terminal outcome, as a transaction's first one is remembered.
@@ -109,7 +131,7 @@ pub fn record(policy: Policy, id: Uuid, new: &NewEvent, facts: RecordFacts) -> R
             })),
         },
         None => {
-            let (relay, job) = zaak_step(id, facts.registered);
+            let (relay, job) = zaak_step(policy, id, new.vendor, &new.outcome, facts.registered);
             RecordPlan {
                 relay,
                 claims_terminal,
@@ -119,21 +141,43 @@ pub fn record(policy: Policy, id: Uuid, new: &NewEvent, facts: RecordFacts) -> R
     }
 }
 
-/// The steps that need the zaak (the NRC notification) wait for the transaction's
-/// registration: parked without one.
-fn zaak_step(id: Uuid, registered: bool) -> (RelayState, Option<Task>) {
-    if registered {
-        (
-            RelayState::Pending { step: Step::Notify },
-            Some(Task::Notify { event_id: id }),
-        )
-    } else {
-        (RelayState::Parked, None)
+/// The steps that need the zaak wait for the transaction's registration (parked without one):
+/// first the signed documents into the DRC, for a completion of a vendor that uploads them
+/// (the notification says the signed versions are there), then the NRC notification.
+fn zaak_step(
+    policy: Policy,
+    id: Uuid,
+    vendor: Vendor,
+    outcome: &Outcome,
+    registered: bool,
+) -> (RelayState, Option<Task>) {
+    if !registered {
+        return (RelayState::Parked, None);
     }
+    if *outcome == Outcome::Completed && policy.upload_documents.contains(vendor) {
+        return (
+            RelayState::Pending {
+                step: Step::Documents,
+            },
+            Some(Task::Documents {
+                event_id: id,
+                progress: serde_json::Value::Null,
+            }),
+        );
+    }
+    notify_step(id)
+}
+
+fn notify_step(id: Uuid) -> (RelayState, Option<Task>) {
+    (
+        RelayState::Pending { step: Step::Notify },
+        Some(Task::Notify { event_id: id }),
+    )
 }
 
 /// What follows a finished step of `event`: the next step's job, or the end of the journey.
 pub fn advance(
+    policy: Policy,
     event: &SigningEvent,
     finished: Step,
     registered: bool,
@@ -141,19 +185,21 @@ pub fn advance(
     at: DateTime<Utc>,
 ) -> (RelayState, Option<Task>) {
     match finished {
-        Step::Vendor => zaak_step(event.id, registered),
+        Step::Vendor => zaak_step(policy, event.id, event.vendor, &event.outcome, registered),
+        Step::Documents if registered => notify_step(event.id),
+        Step::Documents => (RelayState::Parked, None),
         Step::Notify => (RelayState::Delivered { at, attempts }, None),
     }
 }
 
 /// A step found no registration (withdrawn meanwhile): park, unless one arrived meanwhile.
-pub fn park(event: &SigningEvent, registered: bool) -> (RelayState, Option<Task>) {
-    zaak_step(event.id, registered)
+pub fn park(policy: Policy, event: &SigningEvent, registered: bool) -> (RelayState, Option<Task>) {
+    zaak_step(policy, event.id, event.vendor, &event.outcome, registered)
 }
 
 /// A registration arrived for a parked event: it goes on with the first step that needs it.
-pub fn release(event: &SigningEvent) -> (RelayState, Task) {
-    let (relay, job) = zaak_step(event.id, true);
+pub fn release(policy: Policy, event: &SigningEvent) -> (RelayState, Task) {
+    let (relay, job) = zaak_step(policy, event.id, event.vendor, &event.outcome, true);
     (relay, job.expect("a registered zaak step has a job"))
 }
 
@@ -198,6 +244,7 @@ mod tests {
 
     const NOW: Policy = Policy {
         relay_progress: false,
+        upload_documents: VendorSet(0),
     };
 
     fn facts(first: Option<TerminalOutcome>, registered: bool) -> RecordFacts {
@@ -263,6 +310,7 @@ mod tests {
         let relayed = record(
             Policy {
                 relay_progress: true,
+                ..NOW
             },
             id,
             &new(progress, false),
@@ -332,18 +380,18 @@ mod tests {
         };
         let now = Utc::now();
         assert_eq!(
-            advance(&event, Step::Vendor, false, 1, now),
+            advance(NOW, &event, Step::Vendor, false, 1, now),
             (RelayState::Parked, None)
         );
         assert_eq!(
-            advance(&event, Step::Vendor, true, 1, now),
+            advance(NOW, &event, Step::Vendor, true, 1, now),
             (
                 RelayState::Pending { step: Step::Notify },
                 Some(Task::Notify { event_id: id })
             )
         );
         assert_eq!(
-            advance(&event, Step::Notify, true, 3, now),
+            advance(NOW, &event, Step::Notify, true, 3, now),
             (
                 RelayState::Delivered {
                     at: now,
@@ -352,5 +400,53 @@ mod tests {
                 None
             )
         );
+    }
+
+    #[test]
+    fn a_completion_of_an_uploading_vendor_goes_to_the_drc_first_and_an_abort_does_not() {
+        let policy = Policy {
+            upload_documents: VendorSet::of([Vendor::Gosign]),
+            ..NOW
+        };
+        let id = Uuid::now_v7();
+        let done = record(
+            policy,
+            id,
+            &new(Outcome::Completed, false),
+            facts(None, true),
+        );
+        assert_eq!(
+            done.relay,
+            RelayState::Pending {
+                step: Step::Documents
+            }
+        );
+        assert!(matches!(done.job, Some(Task::Documents { event_id, .. }) if event_id == id));
+        let aborted = Outcome::Aborted { reason: "r".into() };
+        let abort = record(policy, id, &new(aborted, false), facts(None, true));
+        assert_eq!(abort.job, Some(Task::Notify { event_id: id }));
+        // Another vendor's completion is notified directly.
+        let mut other = new(Outcome::Completed, false);
+        other.vendor = Vendor::Posten;
+        assert_eq!(
+            record(policy, id, &other, facts(None, true)).job,
+            Some(Task::Notify { event_id: id })
+        );
+        let event = sample_event(id);
+        let now = Utc::now();
+        assert_eq!(
+            advance(policy, &event, Step::Documents, true, 1, now),
+            (
+                RelayState::Pending { step: Step::Notify },
+                Some(Task::Notify { event_id: id })
+            )
+        );
+        assert_eq!(
+            advance(policy, &event, Step::Documents, false, 1, now),
+            (RelayState::Parked, None)
+        );
+        // A released completion starts with the documents.
+        assert!(matches!(release(policy, &event).1, Task::Documents { .. }));
+        assert!(matches!(release(NOW, &event).1, Task::Notify { .. }));
     }
 }

@@ -25,6 +25,9 @@ use crate::event::{NewEvent, RawPayload, Step, TransactionId, Vendor};
 pub enum Party {
     /// The Notification Routing Component.
     Nrc,
+    /// The Documents API (with the Zaken API for the evidence document's link): the
+    /// signed documents' step.
+    Drc,
     /// A vendor's own API (verification, status fetches, confirmations).
     Vendor(Vendor),
 }
@@ -33,6 +36,7 @@ impl Party {
     pub fn as_str(self) -> &'static str {
         match self {
             Party::Nrc => "nrc",
+            Party::Drc => "drc",
             Party::Vendor(v) => v.as_str(),
         }
     }
@@ -40,6 +44,7 @@ impl Party {
     pub fn parse(s: &str) -> Option<Party> {
         match s {
             "nrc" => Some(Party::Nrc),
+            "drc" => Some(Party::Drc),
             other => Vendor::parse(other).map(Party::Vendor),
         }
     }
@@ -70,6 +75,14 @@ impl<'de> Deserialize<'de> for Party {
 pub enum Task {
     /// Tell the NRC an event's outcome.
     Notify { event_id: Uuid },
+    /// Put a completion's signed documents into the DRC. `progress` is the step's own state
+    /// (which document, the lock signrelay holds), which only `crate::documents` reads; it is
+    /// written back after each turn, so that a restart goes on where the step was.
+    Documents {
+        event_id: Uuid,
+        #[serde(default)]
+        progress: serde_json::Value,
+    },
     /// A vendor's own follow-up, run by that vendor's code.
     Vendor(VendorTask),
 }
@@ -93,6 +106,7 @@ impl Task {
     pub fn party(&self) -> Party {
         match self {
             Task::Notify { .. } => Party::Nrc,
+            Task::Documents { .. } => Party::Drc,
             Task::Vendor(v) => Party::Vendor(v.vendor),
         }
     }
@@ -100,7 +114,7 @@ impl Task {
     /// The event this job is a step of.
     pub fn event_id(&self) -> Option<Uuid> {
         match self {
-            Task::Notify { event_id } => Some(*event_id),
+            Task::Notify { event_id } | Task::Documents { event_id, .. } => Some(*event_id),
             Task::Vendor(v) => v.event_id,
         }
     }
@@ -109,6 +123,7 @@ impl Task {
     pub fn step(&self) -> Step {
         match self {
             Task::Notify { .. } => Step::Notify,
+            Task::Documents { .. } => Step::Documents,
             Task::Vendor(_) => Step::Vendor,
         }
     }
@@ -117,7 +132,17 @@ impl Task {
     pub fn label(&self) -> String {
         match self {
             Task::Notify { .. } => "notify".into(),
+            Task::Documents { .. } => "documents".into(),
             Task::Vendor(v) => format!("{}.{}", v.vendor, v.name),
+        }
+    }
+
+    /// The job's own data, which a turn that runs again may update.
+    pub fn data_mut(&mut self) -> Option<&mut serde_json::Value> {
+        match self {
+            Task::Notify { .. } => None,
+            Task::Documents { progress, .. } => Some(progress),
+            Task::Vendor(v) => Some(&mut v.data),
         }
     }
 }
@@ -192,7 +217,8 @@ pub struct Done {
     pub again: Option<Again>,
 }
 
-/// When a standing job (a poller) runs next; not a failure.
+/// When a job runs again, not as a failure: a standing job's (a poller's) next turn, or the
+/// next turn of a step that goes in several (its progress written first).
 #[derive(Debug, Clone)]
 pub struct Again {
     pub at: DateTime<Utc>,

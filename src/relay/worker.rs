@@ -231,8 +231,11 @@ impl Lane {
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = job.id;
-                    me.run_one(job, permit).await;
+                    let next_turn_now = me.run_one(job, permit).await;
                     me.in_flight.lock().await.remove(&id);
+                    if next_turn_now {
+                        me.wake.notify_one();
+                    }
                 });
             }
         }
@@ -273,8 +276,9 @@ impl Lane {
     }
 
     /// One attempt. The permit bounds calls at the party, so it is released as soon as the
-    /// party has answered; recording the result (a group commit) does not hold it.
-    async fn run_one(&self, job: Job, permit: OwnedSemaphorePermit) {
+    /// party has answered; recording the result (a group commit) does not hold it. True when
+    /// the job's next turn is due now.
+    async fn run_one(&self, job: Job, permit: OwnedSemaphorePermit) -> bool {
         let party = self.settings.party;
         let started = Instant::now();
         let attempt = tokio::time::timeout(self.settings.timeout, self.handler.attempt(&job))
@@ -320,11 +324,16 @@ impl Lane {
             }
         };
         self.count(&job, &result, secs);
+        // A step that goes in turns runs its next one as soon as this one is recorded.
+        let next_turn_now =
+            matches!(&result, JobResult::Done(Done { again: Some(a), .. }) if a.at <= Utc::now());
         // If this write fails the job stays queued and runs again: at least once.
         if let Err(e) = self.store.complete(&job, result).await {
             self.health.store_result(false);
             tracing::error!(job_id = %job.id, party = party.as_str(), error = %e, "cannot record a job's result");
+            return false;
         }
+        next_turn_now
     }
 
     /// Next attempt with backoff, or the dead letters once the job is too old.

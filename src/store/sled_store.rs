@@ -545,7 +545,7 @@ fn dead_letter(
     let vendor = match (&event, &job.task) {
         (Some(e), _) => Some(e.vendor),
         (None, Task::Vendor(v)) => Some(v.vendor),
-        (None, Task::Notify { .. }) => None,
+        (None, Task::Notify { .. } | Task::Documents { .. }) => None,
     };
     let dl = DeadLetter {
         event_id: job.task.event_id(),
@@ -630,22 +630,22 @@ fn complete_in(
                 queue(s, &Job::new(task, now));
             }
             if let Some(again) = done.again {
-                // A standing job (a poller): queued again, its data updated.
+                // A standing job or a step that goes in turns: queued again, its data updated.
                 let mut next = Job {
                     due: again.at,
                     attempts: 0,
                     last_error: None,
                     ..current
                 };
-                if let (Some(d), Task::Vendor(v)) = (again.data, &mut next.task) {
-                    v.data = d;
+                if let (Some(d), Some(data)) = (again.data, next.task.data_mut()) {
+                    *data = d;
                 }
                 queue(s, &next);
                 return Ok(());
             }
             if let Some(event) = event {
                 let reg = registered(s, &event)?;
-                let next = rules::advance(&event, current.task.step(), reg, attempts, now);
+                let next = rules::advance(policy, &event, current.task.step(), reg, attempts, now);
                 move_event(s, event, next, now);
             }
         }
@@ -666,7 +666,7 @@ fn complete_in(
         JobResult::Park => match event {
             Some(event) => {
                 let reg = registered(s, &event)?;
-                let next = rules::park(&event, reg);
+                let next = rules::park(policy, &event, reg);
                 move_event(s, event, next, now);
             }
             None => dead_letter(
@@ -769,6 +769,7 @@ impl Store for SledStore {
 
     async fn register(&self, reg: Registration) -> Result<Registered, StoreError> {
         self.room()?;
+        let policy = self.options.policy;
         self.writer
             .write(move |s| {
                 let rkey = keys::registration(reg.vendor, &reg.transaction_id);
@@ -784,7 +785,7 @@ impl Store for SledStore {
                     s.remove(k.clone());
                     s.deltas.parked -= 1;
                     let event = load_event(s, id)?;
-                    let (relay, task) = rules::release(&event);
+                    let (relay, task) = rules::release(policy, &event);
                     move_event(s, event, (relay, Some(task)), now);
                 }
                 Ok(Registered {
@@ -938,6 +939,7 @@ impl Store for SledStore {
     }
 
     async fn expire_parked(&self, cutoff: DateTime<Utc>) -> Result<usize, StoreError> {
+        let policy = self.options.policy;
         self.writer
             .write(move |s| {
                 let mut n = 0;
@@ -952,7 +954,7 @@ impl Store for SledStore {
                     s.remove(k);
                     s.deltas.parked -= 1;
                     // What it waited for is what a replay tries again.
-                    let (_, task) = rules::release(&load_event(s, id)?);
+                    let (_, task) = rules::release(policy, &load_event(s, id)?);
                     let reason = "geen registratie van de transactie ontvangen".to_string();
                     dead_letter(s, Job::new(task, now), 0, reason, None, None)?;
                     n += 1;

@@ -11,6 +11,7 @@ use actix_web::web;
 use super::receive::Inlet;
 use crate::auth::jwt::ProviderPool;
 use crate::auth::{AuthConfig, SurfaceAuth};
+use crate::documents::{DocumentsMode, SignedSource};
 use crate::event::{TransactionId, Vendor};
 use crate::http::body::BodyLimits;
 use crate::intake::Intake;
@@ -102,6 +103,14 @@ pub trait VendorSection: Send + Sync {
     ) -> futures_util::future::BoxFuture<'a, anyhow::Result<()>> {
         Box::pin(async { anyhow::bail!("this vendor has no commands") })
     }
+    /// Its `documents` key: whether its completions put the signed documents into the DRC.
+    fn documents(&self) -> DocumentsMode {
+        DocumentsMode::Off
+    }
+    /// Whether its connector can hand over signed documents (`Connector::signed_documents`).
+    fn has_signed_documents(&self) -> bool {
+        false
+    }
     /// Documented in `signrelay.example.toml` (a vendor made for tests is not).
     fn in_example(&self) -> bool {
         true
@@ -134,6 +143,10 @@ pub trait Connector: Send + Sync {
     /// queued at start unless queued before.
     fn standing_jobs(&self) -> Vec<(String, crate::jobs::Task)> {
         Vec::new()
+    }
+    /// Where its signed documents come from, for the documents step.
+    fn signed_documents(&self) -> Option<Arc<dyn SignedSource>> {
+        None
     }
     /// The contracts it serves at `/openapi/{name}`: (name, YAML).
     fn contracts(&self) -> Vec<(&'static str, &'static str)> {

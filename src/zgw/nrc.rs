@@ -200,7 +200,7 @@ fn transport_error(e: reqwest::Error) -> NrcError {
 }
 
 /// reqwest errors name the URL; ours has no secrets, but keep messages short and stable.
-fn without_url(e: &reqwest::Error) -> String {
+pub(super) fn without_url(e: &reqwest::Error) -> String {
     let mut source: Option<&dyn std::error::Error> = std::error::Error::source(e);
     let mut last = e.to_string();
     while let Some(s) = source {
@@ -226,7 +226,7 @@ async fn classify(status: StatusCode, headers: HeaderMap, resp: reqwest::Respons
 }
 
 /// `Retry-After` as seconds or an HTTP date.
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(super) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let v = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));

@@ -13,6 +13,9 @@ pub struct GosignConfig {
     pub rest: GosignRestConfig,
     pub soap: GosignSoapConfig,
     pub workability: WorkabilityConfig,
+    /// `upload`: a completion's signed documents (inline in GoSign's callback) become new
+    /// versions in the DRC before the NRC is notified; `off`: notified at once.
+    pub documents: crate::documents::DocumentsMode,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -6,6 +6,7 @@ pub mod config;
 pub mod legalbus;
 pub mod model;
 pub mod rest;
+pub mod signed;
 pub mod soap;
 pub mod workability;
 
@@ -43,6 +44,14 @@ impl VendorSection for GosignConfig {
         all
     }
 
+    fn documents(&self) -> crate::documents::DocumentsMode {
+        self.documents
+    }
+
+    fn has_signed_documents(&self) -> bool {
+        true
+    }
+
     fn build(&self, wiring: &mut Wiring<'_>) -> anyhow::Result<Option<Arc<dyn Connector>>> {
         Gosign::build(self, wiring)
     }
@@ -57,6 +66,7 @@ pub struct Gosign {
         web::Data<soap::SoapSurface>,
         web::Data<legalbus::LegalBus>,
     )>,
+    signed: Arc<signed::GosignSigned>,
 }
 
 impl Gosign {
@@ -111,7 +121,10 @@ impl Gosign {
         if rest.is_none() && soap.is_none() {
             return Ok(None);
         }
-        Ok(Some(Arc::new(Gosign { rest, soap })))
+        let signed = Arc::new(signed::GosignSigned {
+            store: wiring.store.clone(),
+        });
+        Ok(Some(Arc::new(Gosign { rest, soap, signed })))
     }
 }
 
@@ -151,6 +164,10 @@ impl Connector for Gosign {
             _ => None,
         }?;
         Some(InlineDocument { mime_type, bytes })
+    }
+
+    fn signed_documents(&self) -> Option<Arc<dyn crate::documents::SignedSource>> {
+        Some(self.signed.clone())
     }
 
     fn contracts(&self) -> Vec<(&'static str, &'static str)> {

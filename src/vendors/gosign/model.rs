@@ -423,13 +423,25 @@ fn documents(docs: Option<&[Document<'_>]>) -> Vec<DocumentRef> {
 /// The `index`-th inline document of a stored REST payload, decoded: (mime type, bytes).
 pub fn json_document(body: &[u8], index: usize) -> Option<(Option<String>, Vec<u8>)> {
     use base64::Engine;
+    json_document_with(body, index, |mime, text| {
+        let data = base64::engine::general_purpose::STANDARD
+            .decode(text.trim())
+            .ok()?;
+        Some((mime.map(str::to_string), data))
+    })?
+}
+
+/// Hands the `index`-th inline document's mime type and base64 text (borrowed from `body`
+/// where it has no escapes) to `f`.
+pub fn json_document_with<R>(
+    body: &[u8],
+    index: usize,
+    f: impl FnOnce(Option<&str>, &str) -> R,
+) -> Option<R> {
     let p: Payload<'_> = serde_json::from_slice(body).ok()?;
     let docs = p.documents?;
     let d = docs.get(index)?;
-    let data = base64::engine::general_purpose::STANDARD
-        .decode(d.base64()?.trim())
-        .ok()?;
-    Some((d.mime().map(str::to_string), data))
+    Some(f(d.mime(), d.base64()?))
 }
 
 #[cfg(test)]

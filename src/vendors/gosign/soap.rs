@@ -128,14 +128,26 @@ pub fn notification(op: &Element<'_>) -> Result<Notification, Rejection> {
 /// The `index`-th inline document of a stored SOAP workNotification, decoded.
 pub fn xml_document(body: &[u8], index: usize) -> Option<(Option<String>, Vec<u8>)> {
     use base64::Engine;
+    xml_document_with(body, index, |mime, text| {
+        let compact: String = text.split_ascii_whitespace().collect();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(compact)
+            .ok()?;
+        Some((mime.map(str::to_string), bytes))
+    })?
+}
+
+/// Hands the `index`-th inline document's mime type and base64 text (borrowed from `body`
+/// where it has no entities) to `f`.
+pub fn xml_document_with<R>(
+    body: &[u8],
+    index: usize,
+    f: impl FnOnce(Option<&str>, &str) -> R,
+) -> Option<R> {
     let req = soap::parse(body).ok()?;
     let docs = list(&req.operation, "documents", "document");
     let d = docs.get(index)?;
-    let compact: String = base64_of(d)?.split_ascii_whitespace().collect();
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(compact)
-        .ok()?;
-    Some((mime_of(d).map(str::to_string), bytes))
+    Some(f(mime_of(d), base64_of(d)?))
 }
 
 fn work_notification_response(success: bool, error: Option<(&str, &str)>) -> String {

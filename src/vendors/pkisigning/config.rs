@@ -12,6 +12,9 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct PkisigningConfig {
     pub enabled: bool,
+    /// `upload`: signed documents into the DRC before the NRC is notified. Not available
+    /// for this vendor yet (see the README): only `off` is accepted.
+    pub documents: crate::documents::DocumentsMode,
     /// The webhook is `{base_path}/webhook`, or `{base_path}/webhook/{path_token}`.
     pub base_path: String,
     /// Must be set explicitly when enabled, `{ method = "none" }` included.
@@ -57,6 +60,7 @@ impl Default for PkisigningConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            documents: crate::documents::DocumentsMode::Off,
             base_path: "/pkisigning".into(),
             auth: None,
             path_token: None,

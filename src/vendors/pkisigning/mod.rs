@@ -71,6 +71,10 @@ impl VendorSection for PkisigningConfig {
         Vendor::Pkisigning
     }
 
+    fn documents(&self) -> crate::documents::DocumentsMode {
+        self.documents
+    }
+
     fn validate(&self, _settings: &Settings) -> Vec<String> {
         PkisigningConfig::validate(self)
     }

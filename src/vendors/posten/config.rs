@@ -13,6 +13,9 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct PostenConfig {
     pub enabled: bool,
+    /// `upload`: signed documents into the DRC before the NRC is notified. Not available
+    /// for this vendor yet (see the README): only `off` is accepted.
+    pub documents: crate::documents::DocumentsMode,
     /// Exit URLs are `{public_url}{base_path}/direct/{reference}/completion|rejection|error`.
     pub base_path: String,
     /// Posten's API, e.g. `https://api.signering.posten.no/api`
@@ -69,6 +72,7 @@ impl Default for PostenConfig {
     fn default() -> Self {
         Self {
             enabled: false,
+            documents: crate::documents::DocumentsMode::Off,
             base_path: "/posten".into(),
             api_url: "https://api.signering.posten.no/api".into(),
             organization_number: String::new(),

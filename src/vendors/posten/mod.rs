@@ -64,6 +64,10 @@ impl VendorSection for PostenConfig {
         Vendor::Posten
     }
 
+    fn documents(&self) -> crate::documents::DocumentsMode {
+        self.documents
+    }
+
     fn validate(&self, _settings: &Settings) -> Vec<String> {
         PostenConfig::validate(self)
     }
