@@ -330,22 +330,29 @@ impl DocumentsStep {
 
     /// An upload failed while signrelay holds the lock.
     fn after_lock_error(&self, p: &mut Progress, e: DrcError) -> Flow {
-        match &e {
-            DrcError::Refused { code, .. } if code == "unlocked" || code == "incorrect-lock-id" => {
+        match e.code() {
+            Some("unlocked") | Some("incorrect-lock-id") => {
                 // Someone broke our lock: start this document over.
                 p.lock = None;
                 Flow::Save
             }
-            DrcError::Unavailable { .. } => Flow::Stop(failed(e, "de nieuwe versie schrijven")),
-            DrcError::Refused { status, body, .. } => {
-                p.refusal = Some(Refusal {
-                    reason: format!("DRC weigerde de nieuwe versie ({e})"),
-                    status: Some(*status),
-                    body: Some(body.clone()),
-                    at: chrono::Utc::now(),
-                });
-                Flow::Save
-            }
+            _ => match failed(e, "de nieuwe versie schrijven") {
+                // Reported once the lock is released.
+                Attempt::Refused {
+                    reason,
+                    status,
+                    body,
+                } => {
+                    p.refusal = Some(Refusal {
+                        reason,
+                        status,
+                        body,
+                        at: chrono::Utc::now(),
+                    });
+                    Flow::Save
+                }
+                retry => Flow::Stop(retry),
+            },
         }
     }
 

@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod crash;
+mod documents;
 mod faults;
 mod gosign_rest;
 mod gosign_soap;

@@ -1,0 +1,448 @@
+//! The documents step against a DRC/ZRC stand-in that behaves like Open Zaak: signed
+//! documents become exactly one new version each before the NRC hears of a completion.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use signrelay::documents::DocumentsMode;
+use signrelay::testkit::drc::{Behaviour, DrcStandIn};
+
+use crate::helpers::*;
+
+/// A DRC stand-in knowing signrelay's (default, the NRC's) client, parts of `chunk` bytes.
+async fn start_drc(chunk: u64) -> DrcStandIn {
+    DrcStandIn::start(NRC_CLIENT, NRC_SECRET, chunk)
+        .await
+        .unwrap()
+}
+
+/// signrelay with GoSign's documents uploaded, fast retries.
+async fn app_uploading(adjust: impl FnOnce(&mut signrelay::config::Config)) -> TestApp {
+    spawn_app_with(|c| {
+        c.vendors.gosign.documents = DocumentsMode::Upload;
+        c.drc.backoff_initial_ms = 20;
+        c.drc.backoff_max_secs = 1;
+        c.drc.request_timeout_secs = 2;
+        c.drc.bronorganisatie = Some("123456782".into());
+        adjust(c);
+    })
+    .await
+}
+
+/// A document in the DRC, as the case application made it and gave it to GoSign.
+struct Doc {
+    uuid: String,
+    url: String,
+    name: String,
+}
+
+fn add_docs(drc: &DrcStandIn, names: &[&str]) -> Vec<Doc> {
+    names
+        .iter()
+        .map(|n| {
+            let (uuid, url) = drc.add_document(n, b"PK\x03\x04 unsigned docx");
+            Doc {
+                uuid,
+                url,
+                name: n.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Registers `tx` with a trigger naming `docs` (version 1) and a zaak at the stand-in's ZRC.
+async fn register_docs(app: &TestApp, drc: &DrcStandIn, tx: &str, docs: &[Doc]) -> String {
+    let zaak = format!("{}/zaken/{}", drc.zaken, uuid::Uuid::new_v4());
+    let mut t = trigger("x");
+    t["zaak"]["url"] = json!(zaak);
+    t["documenten"] = docs
+        .iter()
+        .map(|d| json!({"uuid": d.uuid, "url": d.url, "titel": d.name, "versie": 1, "bestandsnaam": d.name}))
+        .collect();
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/transactions/gosign/{tx}")))
+        .header("X-Api-Key", ADMIN_KEY)
+        .json(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    zaak
+}
+
+/// GoSign's completion with the signed documents inline, each with the id GoSign was given.
+fn completion(tx: &str, signed: &[(&str, &[u8])]) -> String {
+    let mut v = work(tx, "SIGN_PROCESS_ENDED");
+    v["documents"] = signed
+        .iter()
+        .map(|(id, bytes)| json!({"docExternalId": id, "content": {"mimeType": "application/pdf", "data": b64(bytes)}}))
+        .collect();
+    v.to_string()
+}
+
+fn sha256_hex(b: &[u8]) -> String {
+    Sha256::digest(b)
+        .iter()
+        .map(|x| format!("{x:02x}"))
+        .collect()
+}
+
+async fn dead_letters(app: &TestApp) -> Vec<Value> {
+    let (s, v) = app.admin_get("/api/v1/dead-letters").await;
+    assert_eq!(s, 200, "{v}");
+    v["dead_letters"].as_array().cloned().unwrap()
+}
+
+async fn wait_dead_letter(app: &TestApp, timeout: Duration) -> Value {
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(d) = dead_letters(app).await.into_iter().next() {
+            return d;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The DRC's writes (lock, PATCH, part, unlock, create) and their times.
+fn writes(drc: &DrcStandIn) -> Vec<signrelay::testkit::drc::Call> {
+    drc.calls()
+        .into_iter()
+        .filter(|c| c.method != "GET" && (200..300).contains(&c.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn a_completion_puts_each_signed_document_in_once_before_the_nrc_hears_of_it() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["besluit.docx", "bijlage.odt"]);
+    let tx = "DOCS-ONE";
+    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    let signed = [pdf_bytes(40_000), pdf_bytes(12_345)];
+    // GoSign sends them in another order than the trigger's: matched by id.
+    let body = completion(
+        tx,
+        &[(&docs[1].uuid, &signed[1]), (&docs[0].uuid, &signed[0])],
+    );
+    // While the DRC is slow the event shows that it waits on the documents.
+    drc.set_behaviour(Behaviour::Slow(Duration::from_millis(400)));
+    let (status, _) = app.notify(tx, body).await;
+    assert_eq!(status, 200);
+    let ev = app
+        .wait_events(tx, Duration::from_secs(5), |ev| {
+            ev.iter().any(|e| e["relay"]["step"] == "documents")
+        })
+        .await;
+    assert_eq!(
+        ev[0]["relay"],
+        json!({"state": "pending", "step": "documents"})
+    );
+    assert!(app.nrc.received().is_empty());
+    drc.set_behaviour(Behaviour::Normal);
+    delivered_event(&app, tx).await;
+    assert_notified(&app, tx, &zaak, "OndertekenenVoltooid", None);
+
+    let today = chrono::Utc::now()
+        .date_naive()
+        .format("%Y-%m-%d")
+        .to_string();
+    for (doc, bytes, pdf) in [
+        (&docs[0], &signed[0], "besluit.pdf"),
+        (&docs[1], &signed[1], "bijlage.pdf"),
+    ] {
+        let versions = drc.versions(&doc.uuid);
+        assert_eq!(versions.len(), 2, "exactly one new version of {}", doc.name);
+        let v = &versions[1];
+        assert_eq!(v.content.as_deref(), Some(bytes.as_slice()));
+        assert_eq!(v.bestandsnaam, pdf);
+        assert_eq!(v.formaat, "application/pdf");
+        assert_eq!(v.bestandsomvang, Some(bytes.len() as u64));
+        assert_eq!(
+            v.integriteit,
+            Some(json!({"algoritme": "sha_256", "waarde": sha256_hex(bytes), "datum": today}))
+        );
+        assert!(!drc.is_locked(&doc.uuid), "the lock is released");
+    }
+    // Every DRC write happened before the NRC's notification.
+    let last_write = writes(&drc).last().unwrap().at;
+    let notified = received_for(&app, tx)[0].at;
+    assert!(last_write < notified, "{last_write} !< {notified}");
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "signrelay_documents_total",
+            &[("vendor", "gosign"), ("result", "uploaded")]
+        ),
+        Some(2.0)
+    );
+    assert!(metric(
+        &m,
+        "signrelay_jobs_total",
+        &[("party", "drc"), ("result", "done")]
+    )
+    .is_some());
+    // The staged files are gone once the step is done.
+    let staged = app.store_path.join("signed");
+    let left: Vec<_> = std::fs::read_dir(&staged)
+        .map(|d| d.filter_map(Result::ok).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+#[tokio::test]
+async fn an_abort_uploads_nothing_and_is_notified_at_once() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["besluit.docx"]);
+    let tx = "DOCS-ABORT";
+    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    let mut v = work(tx, "ENVELOPE_REJECTED");
+    v["note"] = json!("niet akkoord");
+    let (status, _) = app.notify(tx, v.to_string()).await;
+    assert_eq!(status, 200);
+    delivered_event(&app, tx).await;
+    let got = received_for(&app, tx);
+    assert_eq!(got[0].body["actie"], "OndertekenenAfgebroken");
+    assert_eq!(got[0].body["resourceUrl"], zaak);
+    assert!(drc.calls().is_empty(), "{:?}", drc.calls());
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 1);
+}
+
+#[tokio::test]
+async fn a_lock_held_by_someone_else_is_waited_for_and_never_broken() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["besluit.docx"]);
+    let tx = "DOCS-LOCKED";
+    register_docs(&app, &drc, tx, &docs).await;
+    drc.lock_as_other(&docs[0].uuid);
+    let signed = pdf_bytes(5_000);
+    app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    // Retried with backoff while the other client holds the lock.
+    let tried = eventually(Duration::from_secs(5), || {
+        let gets = drc.calls().iter().filter(|c| c.method == "GET").count();
+        (gets >= 3).then_some(gets)
+    })
+    .await;
+    assert!(tried.is_some(), "{:?}", drc.calls());
+    assert!(app.nrc.received().is_empty());
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 1);
+    assert!(
+        drc.is_locked(&docs[0].uuid),
+        "the other client's lock stays"
+    );
+    assert!(
+        !drc.calls().iter().any(|c| c.path.ends_with("/unlock")),
+        "never unlocks someone else's lock"
+    );
+    let ev = app.events(&format!("transaction_id={tx}")).await;
+    assert_eq!(
+        ev[0]["relay"],
+        json!({"state": "pending", "step": "documents"})
+    );
+    // Released: the upload goes on.
+    drc.force_unlock(&docs[0].uuid);
+    delivered_event(&app, tx).await;
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 2);
+    assert_eq!(received_for(&app, tx).len(), 1);
+}
+
+#[tokio::test]
+async fn a_drc_outage_is_retried_and_a_refusal_is_a_dead_letter_with_the_drc_s_answer() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["besluit.docx"]);
+    let tx = "DOCS-OUTAGE";
+    register_docs(&app, &drc, tx, &docs).await;
+    drc.set_behaviour(Behaviour::Fail {
+        status: 503,
+        retry_after: None,
+    });
+    let signed = pdf_bytes(3_000);
+    app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    let failed = eventually(Duration::from_secs(5), || {
+        (drc.calls().iter().filter(|c| c.status == 503).count() >= 2).then_some(())
+    })
+    .await;
+    assert!(failed.is_some());
+    assert!(app.nrc.received().is_empty());
+    drc.set_behaviour(Behaviour::Normal);
+    delivered_event(&app, tx).await;
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 2);
+
+    // A scope the DRC administrator forgot: 403, dead-lettered with the DRC's answer, the
+    // document left unlocked; replayed once granted.
+    let tx = "DOCS-NO-SCOPE";
+    let docs = add_docs(&drc, &["brief.docx"]);
+    register_docs(&app, &drc, tx, &docs).await;
+    drc.revoke_scope(NRC_CLIENT, "documenten.bijwerken");
+    app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    let dl = wait_dead_letter(&app, Duration::from_secs(5)).await;
+    assert_eq!(dl["party"], "drc", "{dl}");
+    assert_eq!(dl["task"], "documents", "{dl}");
+    assert_eq!(dl["status"], 403, "{dl}");
+    assert!(
+        dl["body"].as_str().unwrap().contains("permission_denied"),
+        "{dl}"
+    );
+    assert!(
+        dl["reason"].as_str().unwrap().contains("autorisaties"),
+        "{dl}"
+    );
+    assert!(
+        !drc.is_locked(&docs[0].uuid),
+        "the lock is released before giving up"
+    );
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 1);
+    let ev = app.events(&format!("transaction_id={tx}")).await;
+    assert_eq!(ev[0]["relay"]["state"], "dead_lettered");
+    assert!(received_for(&app, tx).is_empty());
+}
+
+#[tokio::test]
+async fn a_replayed_documents_step_goes_on_from_where_it_failed() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["a.docx", "b.docx"]);
+    let tx = "DOCS-REPLAY";
+    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    // The second document is more confidential than signrelay's Applicatie may see: 403 (as
+    // Open Zaak answers); the first made it.
+    drc.set_vertrouwelijkheid(&docs[1].uuid, "geheim");
+    drc.limit_client(NRC_CLIENT, "zaakvertrouwelijk");
+    let signed = [pdf_bytes(2_000), pdf_bytes(2_100)];
+    app.notify(
+        tx,
+        completion(
+            tx,
+            &[(&docs[0].uuid, &signed[0]), (&docs[1].uuid, &signed[1])],
+        ),
+    )
+    .await;
+    let dl = wait_dead_letter(&app, Duration::from_secs(5)).await;
+    assert_eq!(dl["status"], 403, "{dl}");
+    assert_eq!(
+        drc.versions(&docs[0].uuid).len(),
+        2,
+        "the first document is in"
+    );
+    assert_eq!(drc.versions(&docs[1].uuid).len(), 1);
+    drc.grant_all(NRC_CLIENT);
+    let (s, v) = app
+        .admin_post(&format!(
+            "/api/v1/dead-letters/{}/replay",
+            dl["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(s, 202, "{v}");
+    delivered_event(&app, tx).await;
+    assert_notified(&app, tx, &zaak, "OndertekenenVoltooid", None);
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 2, "not written twice");
+    assert_eq!(drc.versions(&docs[1].uuid).len(), 2);
+}
+
+#[tokio::test]
+async fn a_document_edited_while_it_was_signed_is_dead_lettered_not_overwritten() {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, &["besluit.docx"]);
+    let tx = "DOCS-EDITED";
+    register_docs(&app, &drc, tx, &docs).await;
+    drc.edit(&docs[0].uuid, b"edited meanwhile");
+    let signed = pdf_bytes(3_000);
+    app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    let dl = wait_dead_letter(&app, Duration::from_secs(5)).await;
+    let reason = dl["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("document gewijzigd tijdens ondertekenen"),
+        "{reason}"
+    );
+    assert!(reason.contains("versie 2"), "{reason}");
+    assert_eq!(dl["party"], "drc");
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 2, "nothing written");
+    assert!(!drc.is_locked(&docs[0].uuid));
+    assert!(app.nrc.received().is_empty());
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "signrelay_documents_total",
+            &[("vendor", "gosign"), ("result", "newer_version")]
+        ),
+        Some(1.0)
+    );
+
+    // Configured to upload anyway: the signed version goes on top of the edit.
+    let drc2 = start_drc(4 << 20).await;
+    let app2 = app_uploading(|c| {
+        c.drc.on_newer_version = signrelay::documents::OnNewerVersion::Upload;
+    })
+    .await;
+    let docs = add_docs(&drc2, &["besluit.docx"]);
+    register_docs(&app2, &drc2, tx, &docs).await;
+    drc2.edit(&docs[0].uuid, b"edited meanwhile");
+    app2.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    delivered_event(&app2, tx).await;
+    let v = drc2.versions(&docs[0].uuid);
+    assert_eq!(v.len(), 3);
+    assert_eq!(v[2].content.as_deref(), Some(signed.as_slice()));
+}
+
+#[tokio::test]
+async fn a_large_document_goes_in_parts_and_a_signed_file_that_matches_nothing_is_refused() {
+    // Parts of 100 000 bytes above 64 KiB: a 1 MB document in 11 parts.
+    let drc = start_drc(100_000).await;
+    let app = app_uploading(|c| c.drc.parts_above_kib = 64).await;
+    let docs = add_docs(&drc, &["groot.docx"]);
+    let tx = "DOCS-LARGE";
+    register_docs(&app, &drc, tx, &docs).await;
+    let signed = pdf_bytes(1_050_000);
+    app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
+        .await;
+    delivered_event(&app, tx).await;
+    let v = drc.versions(&docs[0].uuid);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].content.as_deref(), Some(signed.as_slice()));
+    let parts = drc
+        .calls()
+        .iter()
+        .filter(|c| c.method == "PUT" && c.status == 200)
+        .count();
+    assert_eq!(parts, 11);
+    assert!(!drc.is_locked(&docs[0].uuid));
+
+    // Two documents, one signed file that is neither's by id: refused, nothing written.
+    let docs = add_docs(&drc, &["a.docx", "b.docx"]);
+    let tx = "DOCS-NOMATCH";
+    register_docs(&app, &drc, tx, &docs).await;
+    app.notify(tx, completion(tx, &[("someone-else", &signed)]))
+        .await;
+    let dl = wait_dead_letter(&app, Duration::from_secs(5)).await;
+    let reason = dl["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("documenten[0]") && reason.contains("geen ondertekend bestand"),
+        "{reason}"
+    );
+    assert_eq!(drc.versions(&docs[0].uuid).len(), 1);
+    assert_eq!(drc.versions(&docs[1].uuid).len(), 1);
+}
+
+#[tokio::test]
+async fn a_vendor_without_a_source_cannot_be_configured_to_upload() {
+    let mut cfg = test_config(
+        std::path::Path::new("/tmp/unused"),
+        "http://127.0.0.1:1/api/v1",
+    );
+    cfg.vendors.posten.documents = DocumentsMode::Upload;
+    let err = cfg.validate().unwrap_err().to_string();
+    assert!(err.contains("posten.documents = \"upload\""), "{err}");
+}
