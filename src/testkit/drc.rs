@@ -12,6 +12,9 @@
 //! can edit a document as someone else, and can apply an operation and then never answer (a
 //! crash of signrelay in that window is the test).
 
+// A refusal here is the HTTP answer itself, carried back to the handler as it is.
+#![allow(clippy::result_large_err)]
+
 use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
@@ -791,7 +794,10 @@ async fn unlock(
 
 /// Checks and takes the content fields of a create or PATCH: the version's content (`None`
 /// for parts), its size, and the parts to make.
-fn content_of(body: &Value) -> Result<(Option<Option<Vec<u8>>>, Option<u64>), HttpResponse> {
+/// `inhoud` as given: absent, `null` (parts follow), or the bytes.
+type Inhoud = Option<Option<Vec<u8>>>;
+
+fn content_of(body: &Value) -> Result<(Inhoud, Option<u64>), HttpResponse> {
     let size = body.get("bestandsomvang").and_then(Value::as_u64);
     match body.get("inhoud") {
         None => Ok((None, size)),
