@@ -53,6 +53,11 @@ pub struct DrcConfig {
     /// `vertrouwelijkheidaanduiding` of an evidence document; the informatieobjecttype's when
     /// not set.
     pub vertrouwelijkheidaanduiding: Option<String>,
+    /// A document still locked this many seconds after signrelay's own lock call went
+    /// unanswered (a crash between the DRC's answer and signrelay's record of it) is handed
+    /// to an operator (a dead letter): the DRC does not say whose a lock is, and signrelay
+    /// never breaks a lock it cannot prove its own.
+    pub lost_lock_after_secs: u64,
     /// Events whose documents are uploaded at once.
     pub concurrency: usize,
     /// Time for one small call (a read, a lock).
@@ -77,6 +82,7 @@ impl Default for DrcConfig {
             bronorganisatie: None,
             auteur: "signrelay".into(),
             vertrouwelijkheidaanduiding: None,
+            lost_lock_after_secs: 900,
             concurrency: 2,
             request_timeout_secs: 15,
             upload_timeout_secs: 300,
@@ -104,8 +110,14 @@ impl DrcConfig {
     /// resolve at start).
     pub fn validate(&self, uploading: bool) -> Vec<String> {
         let mut errs = Vec::new();
-        let bounded: [(&str, u64, u64, u64); 7] = [
+        let bounded: [(&str, u64, u64, u64); 8] = [
             ("drc.parts_above_kib", self.parts_above_kib, 1, 1 << 22),
+            (
+                "drc.lost_lock_after_secs",
+                self.lost_lock_after_secs,
+                1,
+                604_800,
+            ),
             ("drc.concurrency", self.concurrency as u64, 1, 64),
             (
                 "drc.request_timeout_secs",

@@ -59,6 +59,7 @@ pub fn lane(
             bronorganisatie: cfg.bronorganisatie.clone(),
             auteur: cfg.auteur.clone(),
             vertrouwelijkheidaanduiding: cfg.vertrouwelijkheidaanduiding.clone(),
+            lost_lock_after: Duration::from_secs(cfg.lost_lock_after_secs),
         },
         metrics,
     );

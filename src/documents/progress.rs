@@ -9,10 +9,11 @@ pub struct Progress {
     /// The trigger's `documenten` before this index hold their signed version.
     #[serde(default)]
     pub next: usize,
-    /// signrelay asked for a lock on `documenten[next]` and may have lost the answer: a lock
-    /// found on it afterwards may be its own (an operator then unlocks it).
-    #[serde(default)]
-    pub locking: bool,
+    /// Since when signrelay means to lock `documenten[next]`: the intent is committed before
+    /// the call, so a lock found on it afterwards, without a lock id, may be signrelay's own
+    /// whose answer a crash lost (the DRC does not say whose a lock is).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locking_since: Option<chrono::DateTime<chrono::Utc>>,
     /// The lock signrelay holds; always released, also after a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub lock: Option<HeldLock>,

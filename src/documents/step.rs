@@ -42,6 +42,9 @@ pub struct StepSettings {
     pub bronorganisatie: Option<String>,
     pub auteur: String,
     pub vertrouwelijkheidaanduiding: Option<String>,
+    /// A lock that appeared while signrelay's own lock call went unanswered is reported to
+    /// an operator after this long.
+    pub lost_lock_after: std::time::Duration,
 }
 
 pub struct DocumentsStep {
@@ -272,18 +275,27 @@ impl DocumentsStep {
         if ours && !eio.locked {
             self.count(event.vendor, "already_present");
             p.next += 1;
-            p.locking = false;
+            p.locking_since = None;
             return Flow::Next;
         }
         if eio.locked {
-            let whose = if p.locking {
-                "door een ander, of door signrelay zelf als een herstart het lock-id verloor \
-                 (ontgrendel het dan in de DRC)"
-            } else {
-                "door een ander"
-            };
+            // Locked since signrelay asked for a lock whose answer it has not: its own lock
+            // (a crash lost the id), or another client's. Never broken: after a while an
+            // operator is asked to look.
+            let lost = p.locking_since.is_some_and(|since| {
+                (chrono::Utc::now() - since).to_std().unwrap_or_default()
+                    >= self.settings.lost_lock_after
+            });
+            if lost {
+                return Flow::Stop(refused(&format!(
+                    "document {} blijft vergrendeld sinds signrelay een lock aanvroeg waarvan \
+                     het antwoord verloren ging (herstart); ontgrendel het document in de DRC \
+                     als niemand anders eraan werkt, en speel daarna deze dead letter af",
+                    doc.uuid
+                )));
+            }
             return Flow::Stop(Attempt::Retry {
-                error: format!("document {} is vergrendeld {whose}", doc.uuid),
+                error: format!("document {} is vergrendeld", doc.uuid),
                 retry_after: None,
                 pause_party: false,
             });
@@ -292,8 +304,8 @@ impl DocumentsStep {
             self.count(event.vendor, "newer_version");
             return Flow::Stop(refused(&reason));
         }
-        if !p.locking {
-            p.locking = true;
+        if p.locking_since.is_none() {
+            p.locking_since = Some(chrono::Utc::now());
             return Flow::Save;
         }
         match self.drc.lock(&doc.url).await {
@@ -302,7 +314,7 @@ impl DocumentsStep {
                     url: doc.url.clone(),
                     id,
                 });
-                p.locking = false;
+                p.locking_since = None;
                 Flow::Save
             }
             Err(e) if e.code() == Some("existing-lock") => Flow::Stop(Attempt::Retry {
@@ -365,7 +377,7 @@ impl DocumentsStep {
                 Err(e) => return Err(failed(e, "het document ontgrendelen")),
             }
             p.lock = None;
-            p.locking = false;
+            p.locking_since = None;
             // The release is committed before the step ends.
             return Ok(Flow::Save);
         }

@@ -148,7 +148,16 @@ impl Archive {
         let content_type = String::from_utf8_lossy(ct).into_owned();
         let bytes = match kind {
             INLINE => Bytes::copy_from_slice(&v[2 + ct_len..]),
-            IN_FILE => Bytes::from(fs::read(self.path(id))?),
+            IN_FILE => {
+                // Mapped, not read: a document step or an admin download of a large payload
+                // costs page cache, not heap.
+                let file = File::open(self.path(id))?;
+                // SAFETY: a payload's file is written once, before its record, and never
+                // written or truncated afterwards; a purge unlinks it, which leaves a mapping
+                // intact.
+                let map = unsafe { memmap2::Mmap::map(&file)? };
+                Bytes::from_owner(map)
+            }
             _ => return Err(corrupt()),
         };
         Ok(RawPayload::new(content_type, bytes))

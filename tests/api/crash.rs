@@ -30,10 +30,10 @@ const START_BOUND: Duration = Duration::from_secs(15);
 
 /// A `signrelay serve` process. Dropping it SIGKILLs it, whatever the test did, and a failing
 /// test gets the tail of its log.
-struct Instance {
+pub struct Instance {
     child: Mutex<Child>,
-    base: String,
-    client: reqwest::Client,
+    pub base: String,
+    pub client: reqwest::Client,
     log: PathBuf,
 }
 
@@ -47,7 +47,7 @@ impl Instance {
     }
 
     /// As `start`, with more TOML (e.g. a vendor's section) after the test's own.
-    async fn start_with(
+    pub async fn start_with(
         dir: &Path,
         store: &Path,
         nrc_url: &str,
@@ -112,18 +112,22 @@ impl Instance {
         }
     }
 
-    fn url(&self, path: &str) -> String {
+    pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
 
     /// SIGKILL (what `Child::kill` sends on Unix), then reap, so the store lock is free.
-    fn kill(&self) {
+    pub fn pid(&self) -> u32 {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).id()
+    }
+
+    pub fn kill(&self) {
         let mut child = self.child.lock().unwrap_or_else(|p| p.into_inner());
         let _ = child.kill();
         let _ = child.wait();
     }
 
-    fn log_tail(&self) -> String {
+    pub fn log_tail(&self) -> String {
         let log = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")

@@ -31,13 +31,13 @@ async fn app_uploading(adjust: impl FnOnce(&mut signrelay::config::Config)) -> T
 }
 
 /// A document in the DRC, as the case application made it and gave it to GoSign.
-struct Doc {
-    uuid: String,
-    url: String,
-    name: String,
+pub struct Doc {
+    pub uuid: String,
+    pub url: String,
+    pub name: String,
 }
 
-fn add_docs(drc: &DrcStandIn, names: &[&str]) -> Vec<Doc> {
+pub fn add_docs(drc: &DrcStandIn, names: &[&str]) -> Vec<Doc> {
     names
         .iter()
         .map(|n| {
@@ -51,8 +51,8 @@ fn add_docs(drc: &DrcStandIn, names: &[&str]) -> Vec<Doc> {
         .collect()
 }
 
-/// Registers `tx` with a trigger naming `docs` (version 1) and a zaak at the stand-in's ZRC.
-async fn register_docs(app: &TestApp, drc: &DrcStandIn, tx: &str, docs: &[Doc]) -> String {
+/// A trigger naming `docs` (version 1) and a zaak at the stand-in's ZRC.
+pub fn trigger_for(drc: &DrcStandIn, docs: &[Doc]) -> Value {
     let zaak = format!("{}/zaken/{}", drc.zaken, uuid::Uuid::new_v4());
     let mut t = trigger("x");
     t["zaak"]["url"] = json!(zaak);
@@ -60,6 +60,13 @@ async fn register_docs(app: &TestApp, drc: &DrcStandIn, tx: &str, docs: &[Doc]) 
         .iter()
         .map(|d| json!({"uuid": d.uuid, "url": d.url, "titel": d.name, "versie": 1, "bestandsnaam": d.name}))
         .collect();
+    t
+}
+
+/// Registers `tx` with [`trigger_for`]; returns the zaak URL.
+async fn register_docs(app: &TestApp, drc: &DrcStandIn, tx: &str, docs: &[Doc]) -> String {
+    let t = trigger_for(drc, docs);
+    let zaak = t["zaak"]["url"].as_str().unwrap().to_string();
     let r = app
         .client
         .put(app.url(&format!("/api/v1/transactions/gosign/{tx}")))
@@ -73,7 +80,7 @@ async fn register_docs(app: &TestApp, drc: &DrcStandIn, tx: &str, docs: &[Doc]) 
 }
 
 /// GoSign's completion with the signed documents inline, each with the id GoSign was given.
-fn completion(tx: &str, signed: &[(&str, &[u8])]) -> String {
+pub fn completion(tx: &str, signed: &[(&str, &[u8])]) -> String {
     let mut v = work(tx, "SIGN_PROCESS_ENDED");
     v["documents"] = signed
         .iter()

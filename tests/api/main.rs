@@ -6,6 +6,7 @@ mod helpers;
 mod admin;
 mod crash;
 mod documents;
+mod documents_crash;
 mod faults;
 mod gosign_rest;
 mod gosign_soap;
