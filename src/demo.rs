@@ -3,7 +3,8 @@
 //! callbacks (GoSign: a duplicate, an early callback before its registration, a malformed one,
 //! a conflicting report; PKIsigning: a completion and a refusal verified with its API, and a
 //! callback its API contradicts), then a summary of what reached the NRC, checked against
-//! signrelay's own records.
+//! signrelay's own records. GoSign's completions put their signed PDF into a DRC stand-in (a new
+//! version of the trigger's document) before the NRC hears of them.
 
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use crate::app::Application;
 use crate::auth::AuthConfig;
 use crate::config::{Config, Secret};
 use crate::telemetry::LogFormat;
+use crate::testkit::drc::DrcStandIn;
 use crate::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
 use crate::testkit::nrc::NrcStandIn;
 use crate::testkit::pkisigning::PkisigningStandIn;
@@ -32,6 +34,9 @@ const DEMO_PDF: &str = "JVBERi0xLjQgZGVtbw==";
 struct Demo {
     http: reqwest::Client,
     base: String,
+    drc: std::sync::Arc<DrcStandIn>,
+    /// The DRC document of each transaction.
+    documents: std::sync::Mutex<Vec<(String, String)>>,
 }
 
 impl Demo {
@@ -51,13 +56,21 @@ impl Demo {
         Ok(r.status().as_u16())
     }
 
-    /// The trigger message the case application registers a transaction with.
+    /// The trigger message the case application registers a transaction with: its document
+    /// is in the DRC stand-in, in version 1.
     fn trigger(&self, tx: &str, zaak: &str) -> Value {
+        let (doc, url) = self
+            .drc
+            .add_document("besluit.docx", b"PK unsigned besluit");
+        self.documents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((tx.to_string(), doc.clone()));
         json!({
             "naam": format!("Ondertekening {tx}"),
             "eigenaar": "behandelaar@gemeente.example",
             "zaak": {"uuid": uuid::Uuid::new_v4(), "url": format!("https://zaken.gemeente.example/api/v1/zaken/{zaak}")},
-            "documenten": [{"uuid": uuid::Uuid::new_v4(), "url": "https://drc.gemeente.example/api/v1/enkelvoudiginformatieobjecten/1", "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
+            "documenten": [{"uuid": doc, "url": url, "titel": "Besluit", "versie": 1, "bestandsnaam": "besluit.docx"}],
             "ondertekenaars": [{"e-mail": "ondertekenaar@example.org", "voornaam": "Jan", "achternaam": "Jansen", "volgorde": 1, "authenticatie": null}]
         })
     }
@@ -191,6 +204,8 @@ impl Demo {
 pub async fn run() -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary store")?;
     let nrc = NrcStandIn::start_printing("signrelay", NRC_SECRET).await?;
+    // The DRC knows signrelay by the NRC's client id and secret (the default).
+    let drc = std::sync::Arc::new(DrcStandIn::start_printing("signrelay", NRC_SECRET).await?);
     let pki = PkisigningStandIn::start(PKI_CLIENT, PKI_SECRET).await?;
     // Posten requires the organisation certificate: made here, with Posten's own CA.
     let certs = Certificates::generate()?;
@@ -218,6 +233,9 @@ pub async fn run() -> anyhow::Result<()> {
     cfg.vendors.gosign.soap.auth = Some(gosign_auth);
     cfg.vendors.gosign.workability.policy =
         crate::vendors::gosign::config::WorkabilityPolicy::Registry;
+    // GoSign's signed documents become new versions in the DRC before the NRC is notified.
+    cfg.vendors.gosign.documents = crate::documents::DocumentsMode::Upload;
+    cfg.drc.backoff_initial_ms = 50;
     let p = &mut cfg.vendors.pkisigning;
     p.enabled = true;
     p.auth = Some(AuthConfig::None);
@@ -246,6 +264,7 @@ pub async fn run() -> anyhow::Result<()> {
     println!("signrelay demo");
     println!("  store:       {} (temporary)", cfg.store.path.display());
     println!("  NRC stand-in: {}", nrc.url);
+    println!("  DRC stand-in: {}", drc.documenten);
     println!("  PKIsigning stand-in: {}", pki.api_url);
     println!("  Posten stand-in: {} (mutual TLS)", posten.api_url);
     let app = Application::build(cfg).await?;
@@ -256,6 +275,8 @@ pub async fn run() -> anyhow::Result<()> {
     let d = Demo {
         http: reqwest::Client::new(),
         base: base.clone(),
+        drc: drc.clone(),
+        documents: Default::default(),
     };
 
     println!("Case application registers transactions:");
@@ -278,7 +299,7 @@ pub async fn run() -> anyhow::Result<()> {
         ("ENV-1001", "SIGN_PROCESS_ENDED again (duplicate)", work_notification("ENV-1001", "SIGN_PROCESS_ENDED", None, Some(DEMO_PDF))),
         ("ENV-1002", "ENVELOPE_REJECTED", work_notification("ENV-1002", "ENVELOPE_REJECTED", Some("bedrag klopt niet"), None)),
         ("ENV-1003", "Extended: STO after STP", json!({"externalId": "ENV-1003", "status": "STO", "previousStatus": "STP", "completedAt": 1_763_888_400_000i64}).to_string()),
-        ("ENV-1004", "SIGN_PROCESS_ENDED before registration", work_notification("ENV-1004", "SIGN_PROCESS_ENDED", None, None)),
+        ("ENV-1004", "SIGN_PROCESS_ENDED + PDF, before registration", work_notification("ENV-1004", "SIGN_PROCESS_ENDED", None, Some(DEMO_PDF))),
         ("ENV-1002", "SIGN_PROCESS_ENDED after rejection (conflict)", work_notification("ENV-1002", "SIGN_PROCESS_ENDED", None, None)),
         ("ENV-1005", "malformed JSON", "{\"envelopeExternalId\": \"ENV-1005\", ".to_string()),
     ];
@@ -289,11 +310,11 @@ pub async fn run() -> anyhow::Result<()> {
 
     println!("\nGoSign calls back (SOAP, ch. 7):");
     println!(
-        "  POST /gosign/soap  workNotification ENV-2001 SIGN_PROCESS_ENDED          -> {}",
+        "  POST /gosign/soap  workNotification ENV-2001 SIGN_PROCESS_ENDED + PDF    -> {}",
         d.soap(soap_work_notification(
             "ENV-2001",
             "SIGN_PROCESS_ENDED",
-            None
+            Some(DEMO_PDF)
         ))
         .await?
     );
@@ -484,6 +505,27 @@ pub async fn run() -> anyhow::Result<()> {
     while posten.confirmed().len() < 2 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Each GoSign completion's document holds its signed version, written before the NRC
+    // heard of the completion.
+    let mut signed_first = 0;
+    let documents = d
+        .documents
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .clone();
+    for (tx, doc) in &documents {
+        let at_nrc = got.iter().find(|r| {
+            r.body["kenmerken"]["transaction_id"] == tx.as_str()
+                && r.body["actie"] == "OndertekenenVoltooid"
+        });
+        let versions = drc.versions(doc);
+        if let (Some(n), Some(v)) = (at_nrc, versions.get(1)) {
+            if tx.starts_with("ENV-") && versions.len() == 2 && v.begin_registratie < n.at {
+                signed_first += 1;
+            }
+        }
+    }
+    println!("  signed versions in the DRC before the NRC heard of the completion: {signed_first}");
     handle.stop(true).await;
     running.await??;
     nrc.stop().await;
@@ -493,6 +535,11 @@ pub async fn run() -> anyhow::Result<()> {
     anyhow::ensure!(
         confirmed >= 2,
         "Posten got {confirmed} confirmations, expected 2"
+    );
+    // ENV-1001 (REST), ENV-2001 (SOAP), ENV-1004 (released by its late registration).
+    anyhow::ensure!(
+        signed_first == 3,
+        "{signed_first} of 3 GoSign completions had their signed version in the DRC first"
     );
     if got.len() != expected || delivered != expected || mismatches > 0 {
         anyhow::bail!(

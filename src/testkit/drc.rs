@@ -145,6 +145,8 @@ struct Shared {
     state: Arc<Mutex<State>>,
     base: String,
     chunk_size: u64,
+    /// Print each new version and unlock (the demo).
+    print: bool,
 }
 
 pub struct DrcStandIn {
@@ -170,6 +172,20 @@ impl DrcStandIn {
     /// Starts on a random loopback port, knowing one client with every scope the documents
     /// step needs. Parts are `chunk_size` bytes (Open Zaak's `DOCUMENTEN_UPLOAD_CHUNK_SIZE`).
     pub async fn start(client_id: &str, secret: &str, chunk_size: u64) -> std::io::Result<Self> {
+        Self::start_inner(client_id, secret, chunk_size, false).await
+    }
+
+    /// As `start`, printing each new version and unlock (for the demo).
+    pub async fn start_printing(client_id: &str, secret: &str) -> std::io::Result<Self> {
+        Self::start_inner(client_id, secret, 4 << 30, true).await
+    }
+
+    async fn start_inner(
+        client_id: &str,
+        secret: &str,
+        chunk_size: u64,
+        print: bool,
+    ) -> std::io::Result<Self> {
         let state = Arc::new(Mutex::new(State::default()));
         state.lock().unwrap().clients.insert(
             client_id.to_string(),
@@ -186,6 +202,7 @@ impl DrcStandIn {
             state: state.clone(),
             base: base.clone(),
             chunk_size: chunk_size.max(1),
+            print,
         });
         let eio = "/documenten/api/v1/enkelvoudiginformatieobjecten";
         let server = HttpServer::new(move || {
@@ -789,6 +806,12 @@ async fn unlock(
             }
         }
     };
+    if s.print && r.status().is_success() {
+        println!(
+            "  DRC  <- unlock …/enkelvoudiginformatieobjecten/{}",
+            &path[..8.min(path.len())]
+        );
+    }
     answer(&s, &req, Some(Op::Unlock), r).await
 }
 
@@ -889,6 +912,19 @@ async fn patch(
         Err(r) => return r,
     };
     let r = patch_doc(&s, &client, &path, &body);
+    if s.print && r.status().is_success() {
+        let st = s.state.lock().unwrap();
+        if let Some(v) = st.docs.get(path.as_str()).and_then(|d| d.versions.last()) {
+            println!(
+                "  DRC  <- PATCH …/enkelvoudiginformatieobjecten/{}  versie {}: {} ({} bytes, integriteit sha_256 {}…)",
+                &path[..8.min(path.len())],
+                v.versie,
+                v.bestandsnaam,
+                v.bestandsomvang.unwrap_or(0),
+                v.integriteit.as_ref().and_then(|i| i["waarde"].as_str()).map(|w| &w[..w.len().min(12)]).unwrap_or("")
+            );
+        }
+    }
     answer(&s, &req, Some(Op::Patch), r).await
 }
 
