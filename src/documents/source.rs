@@ -78,9 +78,15 @@ impl Staging {
         self.dir.join(format!("{}.bin", self.files.len()))
     }
 
+    /// A path for a working file of the source's own (e.g. a download to unpack), removed
+    /// with the directory.
+    pub fn scratch_path(&self, name: &str) -> PathBuf {
+        self.dir.join(format!("scratch-{name}"))
+    }
+
     /// Adds the file written at `path` (from `next_path`): its size and hash are read back
     /// from the disk, in pieces, and it is synced.
-    pub fn add(
+    pub async fn add(
         &mut self,
         path: &Path,
         role: Role,
@@ -88,7 +94,10 @@ impl Staging {
         name: Option<String>,
         mime_type: Option<String>,
     ) -> std::io::Result<()> {
-        let (size, sha256) = hash_file(path)?;
+        let p = path.to_path_buf();
+        let (size, sha256) = tokio::task::spawn_blocking(move || hash_file(&p))
+            .await
+            .map_err(std::io::Error::other)??;
         let file = path
             .file_name()
             .and_then(|n| n.to_str())

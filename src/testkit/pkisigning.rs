@@ -41,6 +41,8 @@ pub struct Call {
 struct Dossier {
     status: String,
     key: String,
+    /// What `Download` zips: (file name, bytes).
+    files: Vec<(String, Vec<u8>)>,
 }
 
 struct State {
@@ -225,6 +227,56 @@ async fn request(
     }
 }
 
+/// `GET /requests/{id}/Download`: the dossier's files as a zip (deflated).
+async fn download(req: HttpRequest, path: web::Path<String>, s: Shared) -> HttpResponse {
+    if let Some(r) = admit(&s, "download") {
+        return r;
+    }
+    if let Behaviour::Fail(code) = lock(&s).behaviour {
+        record(&s, "download", code);
+        return HttpResponse::build(actix_web::http::StatusCode::from_u16(code).unwrap())
+            .json(json!({"message": "failure"}));
+    }
+    if !authorized(&req, &s) {
+        record(&s, "download", 401);
+        return HttpResponse::Unauthorized().finish();
+    }
+    let files = lock(&s)
+        .dossiers
+        .get(&path.to_ascii_lowercase())
+        .map(|d| d.files.clone())
+        .filter(|f| !f.is_empty());
+    let Some(files) = files else {
+        record(&s, "download", 404);
+        return HttpResponse::NotFound().finish();
+    };
+    let zipped = web::block(move || {
+        use std::io::Write;
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated);
+        for (name, bytes) in files {
+            w.start_file(name, opts)?;
+            w.write_all(&bytes)?;
+        }
+        Ok::<_, zip::result::ZipError>(w.finish()?.into_inner())
+    })
+    .await;
+    match zipped {
+        Ok(Ok(bytes)) => {
+            record(&s, "download", 200);
+            HttpResponse::Ok()
+                .content_type("application/zip")
+                .insert_header((
+                    "Content-Disposition",
+                    "attachment; filename=\"dossier.zip\"",
+                ))
+                .body(bytes)
+        }
+        _ => HttpResponse::InternalServerError().finish(),
+    }
+}
+
 async fn organisations(req: HttpRequest, s: Shared) -> HttpResponse {
     if let Some(r) = admit(&s, "organisations") {
         return r;
@@ -297,6 +349,7 @@ impl PkisigningStandIn {
                 .app_data(data.clone())
                 .route("/connect/token", web::post().to(token))
                 .route("/api/requests/{id}", web::get().to(request))
+                .route("/api/requests/{id}/Download", web::get().to(download))
                 .route("/api/Organisations/current", web::get().to(organisations))
                 .route(
                     "/api/organisations/{org}/webhooks",
@@ -329,8 +382,16 @@ impl PkisigningStandIn {
             Dossier {
                 status: status.into(),
                 key: key.into(),
+                files: Vec::new(),
             },
         );
+    }
+
+    /// The files of a dossier's `Download` zip: (name, bytes).
+    pub fn dossier_files(&self, id: &str, files: Vec<(String, Vec<u8>)>) {
+        if let Some(d) = self.lock().dossiers.get_mut(&id.to_ascii_lowercase()) {
+            d.files = files;
+        }
     }
 
     pub fn behave(&self, b: Behaviour) {

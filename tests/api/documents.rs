@@ -453,3 +453,119 @@ async fn a_vendor_without_a_source_cannot_be_configured_to_upload() {
     let err = cfg.validate().unwrap_err().to_string();
     assert!(err.contains("posten.documents = \"upload\""), "{err}");
 }
+
+/// Registers a PKIsigning dossier naming `docs` and an evidence type; returns the zaak URL.
+async fn register_dossier(app: &TestApp, drc: &DrcStandIn, id: &str, docs: &[Doc]) -> String {
+    let mut t = trigger_for(drc, docs);
+    t["bewijs_informatieobjecttype"] = json!(EVIDENCE_TYPE);
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/transactions/pkisigning/{id}")))
+        .header("X-Api-Key", ADMIN_KEY)
+        .json(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201, "{}", r.text().await.unwrap());
+    t["zaak"]["url"].as_str().unwrap().to_string()
+}
+
+const EVIDENCE_TYPE: &str = "https://catalogi.example.nl/api/v1/informatieobjecttypen/bewijs";
+
+#[tokio::test]
+async fn a_pkisigning_dossier_s_signed_pdfs_and_evidence_go_into_the_drc_and_the_zaak() {
+    use signrelay::testkit::pkisigning::PkisigningStandIn;
+    let drc = start_drc(4 << 20).await;
+    let pki = PkisigningStandIn::start(crate::pkisigning::CLIENT, crate::pkisigning::CLIENT_SECRET)
+        .await
+        .unwrap();
+    let app = crate::pkisigning::pki_app(&pki, |c| {
+        c.vendors.pkisigning.documents = DocumentsMode::Upload;
+        c.drc.backoff_initial_ms = 20;
+        c.drc.backoff_max_secs = 1;
+        c.drc.bronorganisatie = Some("123456782".into());
+        // The first evidence create is applied but never answered: a retry must find it.
+        c.drc.upload_timeout_secs = 1;
+    })
+    .await;
+    let docs = add_docs(&drc, &["besluit.docx", "bijlage.docx"]);
+    let id = uuid::Uuid::new_v4().to_string();
+    pki.dossier(&id, "Completed", "key-1");
+    let (besluit, bijlage) = (pdf_bytes(30_000), pdf_bytes(20_000));
+    let audit = pdf_bytes(4_000);
+    let xml = b"<signatures><signature/></signatures>".to_vec();
+    // Names as the case application uploaded them; the zip's order is not the trigger's.
+    pki.dossier_files(
+        &id,
+        vec![
+            ("Bijlage.pdf".into(), bijlage.clone()),
+            ("AuditTrail.pdf".into(), audit.clone()),
+            ("besluit.pdf".into(), besluit.clone()),
+            ("signatures.xml".into(), xml.clone()),
+        ],
+    );
+    let zaak = register_dossier(&app, &drc, &id, &docs).await;
+    drc.hang_after(signrelay::testkit::drc::Op::Create);
+    let r = app
+        .client
+        .post(app.url("/pkisigning/webhook"))
+        .json(&pki.webhook_body(&id, "Completed", ""))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    drc.wait_for_call(
+        |c| c.method == "POST" && c.path.ends_with("/enkelvoudiginformatieobjecten"),
+        Duration::from_secs(10),
+    )
+    .await
+    .expect("an evidence document is created");
+    drc.answer_again();
+    let ev = delivered_event(&app, &id).await;
+    assert_eq!(ev["outcome"]["kind"], "completed");
+    assert_notified(&app, &id, &zaak, "OndertekenenVoltooid", None);
+    for (doc, bytes) in [(&docs[0], &besluit), (&docs[1], &bijlage)] {
+        let v = drc.versions(&doc.uuid);
+        assert_eq!(v.len(), 2, "{}", doc.name);
+        assert_eq!(v[1].content.as_deref(), Some(bytes.as_slice()));
+    }
+    // Evidence: one document each, created once (the unanswered create found again by its
+    // identificatie), of the trigger's type, linked to the zaak.
+    let created = drc.created();
+    assert_eq!(created.len(), 2, "{created:#?}");
+    let mut contents: Vec<Vec<u8>> = created
+        .iter()
+        .map(|c| c.version.content.clone().unwrap())
+        .collect();
+    contents.sort();
+    let mut want = vec![audit.clone(), xml.clone()];
+    want.sort();
+    assert_eq!(contents, want);
+    for c in &created {
+        assert_eq!(c.informatieobjecttype, EVIDENCE_TYPE);
+        assert!(c.identificatie.starts_with("SR-"), "{}", c.identificatie);
+        assert!(c.identificatie.len() <= 40);
+        let sha = sha256_hex(c.version.content.as_deref().unwrap());
+        assert_eq!(c.version.integriteit.as_ref().unwrap()["waarde"], sha);
+    }
+    let links = drc.links();
+    assert_eq!(links.len(), 2);
+    for c in &created {
+        assert!(links.contains(&(zaak.clone(), c.url.clone())), "{links:?}");
+    }
+    let last_write = writes(&drc).last().unwrap().at;
+    assert!(last_write < received_for(&app, &id)[0].at);
+    let m = app.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "signrelay_documents_total",
+            &[("vendor", "pkisigning"), ("result", "evidence")]
+        ),
+        Some(2.0)
+    );
+    assert!(pki
+        .calls()
+        .iter()
+        .any(|c| c.kind == "download" && c.status == 200));
+}

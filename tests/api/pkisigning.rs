@@ -13,8 +13,8 @@ use signrelay::config::{Config, Secret};
 use signrelay::testkit::pkisigning::{Behaviour, PkisigningStandIn};
 
 const WAIT: Duration = Duration::from_secs(10);
-const CLIENT: &str = "signrelay-pki";
-const CLIENT_SECRET: &str = "pki-client-secret-value";
+pub const CLIENT: &str = "signrelay-pki";
+pub const CLIENT_SECRET: &str = "pki-client-secret-value";
 const TERMINAL: [&str; 7] = [
     "Completed",
     "Declined",
@@ -25,7 +25,7 @@ const TERMINAL: [&str; 7] = [
     "Error",
 ];
 
-async fn pki_app(pki: &PkisigningStandIn, adjust: impl FnOnce(&mut Config)) -> TestApp {
+pub async fn pki_app(pki: &PkisigningStandIn, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let (api, token) = (pki.api_url.clone(), pki.token_url.clone());
     spawn_app_with(move |c| {
         let p = &mut c.vendors.pkisigning;

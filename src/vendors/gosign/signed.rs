@@ -78,6 +78,7 @@ impl SignedSource for GosignSigned {
             };
             let vendor_id = Some(doc.external_id.clone()).filter(|s| !s.is_empty());
             into.add(&path, Role::Document, vendor_id, None, mime)
+                .await
                 .map_err(|e| SourceError::Unavailable(e.to_string()))?;
         }
         Ok(())

@@ -172,12 +172,20 @@ impl PkiApi {
         &self,
         req: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
     ) -> Result<reqwest::Response, ApiError> {
+        self.call_accepting("application/json", req).await
+    }
+
+    async fn call_accepting(
+        &self,
+        accept: &str,
+        req: impl Fn(&reqwest::Client) -> reqwest::RequestBuilder,
+    ) -> Result<reqwest::Response, ApiError> {
         let token = self.bearer().await?;
         let resp = self
             .send(
                 req(&self.http)
                     .bearer_auth(token)
-                    .header(reqwest::header::ACCEPT, "application/json"),
+                    .header(reqwest::header::ACCEPT, accept),
             )
             .await?;
         let status = resp.status();
@@ -226,6 +234,39 @@ impl PkiApi {
             .await
             .map_err(|_| retryable("PKIsigning request answer unreadable".into()))?;
         Ok(model.status)
+    }
+
+    /// The dossier as a zip (`GET /requests/{id}/Download`), streamed into `to`: at most
+    /// `limit` bytes, within `timeout`. Returns its size.
+    pub async fn download(
+        &self,
+        id: &str,
+        to: &std::path::Path,
+        limit: u64,
+        timeout: Duration,
+    ) -> Result<u64, ApiError> {
+        use tokio::io::AsyncWriteExt;
+        let url = format!("{}/requests/{}/Download", self.api_url, id);
+        let mut resp = self
+            .call_accepting("application/zip, application/octet-stream", |http| {
+                http.get(&url).timeout(timeout)
+            })
+            .await?;
+        let local = |e: std::io::Error| retryable(format!("download file: {e}"));
+        let mut file = tokio::fs::File::create(to).await.map_err(local)?;
+        let mut written = 0u64;
+        while let Some(chunk) = resp.chunk().await.map_err(transport)? {
+            written += chunk.len() as u64;
+            if written > limit {
+                return Err(ApiError::Refused {
+                    status: 200,
+                    body: format!("dossier groter dan {limit} bytes"),
+                });
+            }
+            file.write_all(&chunk).await.map_err(local)?;
+        }
+        file.flush().await.map_err(local)?;
+        Ok(written)
     }
 
     /// The organisations of the API user (`GET /Organisations/current`).

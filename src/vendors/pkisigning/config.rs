@@ -12,9 +12,13 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct PkisigningConfig {
     pub enabled: bool,
-    /// `upload`: signed documents into the DRC before the NRC is notified. Not available
-    /// for this vendor yet (see the README): only `off` is accepted.
+    /// `upload`: a completed dossier's signed PDFs (from `GET /requests/{id}/Download`)
+    /// become new versions in the DRC before the NRC is notified; `off`: notified at once.
     pub documents: crate::documents::DocumentsMode,
+    /// The largest dossier download (zip), MiB.
+    pub download_limit_mib: u64,
+    /// Time for one dossier download.
+    pub download_timeout_secs: u64,
     /// The webhook is `{base_path}/webhook`, or `{base_path}/webhook/{path_token}`.
     pub base_path: String,
     /// Must be set explicitly when enabled, `{ method = "none" }` included.
@@ -61,6 +65,8 @@ impl Default for PkisigningConfig {
         Self {
             enabled: false,
             documents: crate::documents::DocumentsMode::Off,
+            download_limit_mib: 512,
+            download_timeout_secs: 300,
             base_path: "/pkisigning".into(),
             auth: None,
             path_token: None,
@@ -100,7 +106,7 @@ impl PkisigningConfig {
 
     /// Does signrelay call the API (verification, `register-webhook`)?
     pub fn calls_api(&self) -> bool {
-        self.verify
+        self.verify || self.documents == crate::documents::DocumentsMode::Upload
     }
 
     /// What is wrong with the section, each message naming its key.
@@ -146,11 +152,15 @@ impl PkisigningConfig {
                 }
             }
             if self.client_id.as_deref().is_none_or(str::is_empty) {
-                errs.push("pkisigning.client_id is not set (verify = true calls the API)".into());
+                errs.push(
+                    "pkisigning.client_id is not set (verify = true and documents = \"upload\" call the API)"
+                        .into(),
+                );
             }
             match &self.client_secret {
                 None => errs.push(
-                    "pkisigning.client_secret is not set (verify = true calls the API)".into(),
+                    "pkisigning.client_secret is not set (verify = true and documents = \"upload\" call the API)"
+                        .into(),
                 ),
                 Some(s) => {
                     if let Err(e) = s.resolve() {
@@ -181,6 +191,12 @@ impl PkisigningConfig {
             }
             if !(1..=24 * 365).contains(&self.give_up_after_hours) {
                 errs.push("pkisigning.give_up_after_hours must be between 1 and 8760".into());
+            }
+            if !(1..=1 << 20).contains(&self.download_limit_mib) {
+                errs.push("pkisigning.download_limit_mib must be between 1 and 1048576".into());
+            }
+            if !(1..=86_400).contains(&self.download_timeout_secs) {
+                errs.push("pkisigning.download_timeout_secs must be between 1 and 86400".into());
             }
             if self.verify_settle_secs > 86_400 {
                 errs.push("pkisigning.verify_settle_secs must be at most 86400".into());

@@ -4,6 +4,7 @@
 
 pub mod api;
 pub mod config;
+pub mod signed;
 pub mod verify;
 pub mod webhook;
 
@@ -28,6 +29,7 @@ pub struct Pkisigning {
     route: String,
     webhook: web::Data<webhook::Webhook>,
     verification: Option<(LaneSettings, Arc<verify::Verifier>)>,
+    signed: Option<Arc<signed::PkiSigned>>,
 }
 
 impl Connector for Pkisigning {
@@ -46,6 +48,11 @@ impl Connector for Pkisigning {
     fn jobs(&self) -> Option<(LaneSettings, Arc<dyn JobHandler>)> {
         let (lane, handler) = self.verification.clone()?;
         Some((lane, handler))
+    }
+
+    fn signed_documents(&self) -> Option<Arc<dyn crate::documents::SignedSource>> {
+        let s = self.signed.clone()?;
+        Some(s)
     }
 
     fn contracts(&self) -> Vec<(&'static str, &'static str)> {
@@ -73,6 +80,10 @@ impl VendorSection for PkisigningConfig {
 
     fn documents(&self) -> crate::documents::DocumentsMode {
         self.documents
+    }
+
+    fn has_signed_documents(&self) -> bool {
+        true
     }
 
     fn validate(&self, _settings: &Settings) -> Vec<String> {
@@ -105,8 +116,23 @@ impl VendorSection for PkisigningConfig {
         if let Some(t) = &self.path_token {
             inlet = inlet.with_path_token(&t.resolve()?);
         }
-        let verification = if self.verify {
-            let api = Arc::new(api::PkiApi::new(self)?);
+        // One API client (one token, one call budget) for verification and downloads.
+        let api = if self.calls_api() {
+            Some(Arc::new(api::PkiApi::new(self)?))
+        } else {
+            None
+        };
+        let signed = match (&api, self.documents) {
+            (Some(api), crate::documents::DocumentsMode::Upload) => {
+                Some(Arc::new(signed::PkiSigned {
+                    api: api.clone(),
+                    limit: self.download_limit_mib.saturating_mul(1 << 20),
+                    timeout: Duration::from_secs(self.download_timeout_secs),
+                }))
+            }
+            _ => None,
+        };
+        let verification = if let (true, Some(api)) = (self.verify, api) {
             Some((
                 LaneSettings {
                     party: Party::Vendor(Vendor::Pkisigning),
@@ -141,6 +167,7 @@ impl VendorSection for PkisigningConfig {
                 ),
             }),
             verification,
+            signed,
         })))
     }
 
