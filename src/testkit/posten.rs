@@ -240,6 +240,8 @@ struct State {
     early_polls: usize,
     /// Confirmations wait while this is set.
     hold_confirmations: bool,
+    /// A job's signed PAdES, when a test set one (else a small PDF naming the job).
+    pades: HashMap<u64, Vec<u8>>,
 }
 
 pub struct PostenStandIn {
@@ -448,6 +450,53 @@ async fn confirm(
     HttpResponse::Ok().finish()
 }
 
+/// The signed PAdES of a job (all its documents, one PDF).
+pub fn default_pades(job: u64) -> Vec<u8> {
+    format!("%PDF-1.7\n% PAdES of Posten signature job {job}\n%%EOF\n").into_bytes()
+}
+
+/// A signer's XAdES.
+pub fn default_xades(job: u64, n: u32) -> Vec<u8> {
+    format!("<?xml version=\"1.0\"?><XAdESSignatures job=\"{job}\" signer=\"{n}\"/>").into_bytes()
+}
+
+async fn pades(
+    req: HttpRequest,
+    path: web::Path<(String, String, u64)>,
+    s: Shared,
+) -> HttpResponse {
+    if let Some(r) = behave(&s).await {
+        record(&s, &req, r.status().as_u16());
+        return r;
+    }
+    let id = path.into_inner().2;
+    let bytes = lock(&s)
+        .pades
+        .get(&id)
+        .cloned()
+        .unwrap_or_else(|| default_pades(id));
+    record(&s, &req, 200);
+    HttpResponse::Ok()
+        .content_type("application/pdf")
+        .body(bytes)
+}
+
+async fn xades(
+    req: HttpRequest,
+    path: web::Path<(String, String, u64, u32)>,
+    s: Shared,
+) -> HttpResponse {
+    if let Some(r) = behave(&s).await {
+        record(&s, &req, r.status().as_u16());
+        return r;
+    }
+    let (_, _, id, n) = path.into_inner();
+    record(&s, &req, 200);
+    HttpResponse::Ok()
+        .content_type("application/xml")
+        .body(default_xades(id, n))
+}
+
 #[derive(serde::Deserialize)]
 struct PollQuery {
     polling_queue: Option<String>,
@@ -523,6 +572,7 @@ impl PostenStandIn {
             requeue_after: Duration::from_secs(600),
             early_polls: 0,
             hold_confirmations: false,
+            pades: HashMap::new(),
         }));
         let data = web::Data::new(state.clone());
         let server = HttpServer::new(move || {
@@ -537,6 +587,14 @@ impl PostenStandIn {
                     web::post().to(confirm),
                 )
                 .route("/api/{org}/{flow}/signature-jobs", web::get().to(poll))
+                .route(
+                    "/api/{org}/{flow}/signature-jobs/{id}/pades",
+                    web::get().to(pades),
+                )
+                .route(
+                    "/api/{org}/{flow}/signature-jobs/{id}/xades/{n}",
+                    web::get().to(xades),
+                )
         })
         .workers(2)
         .disable_signals()
@@ -555,6 +613,11 @@ impl PostenStandIn {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The PAdES `GET {pades-url}` serves for `job`.
+    pub fn set_pades(&self, job: u64, bytes: Vec<u8>) {
+        self.lock().pades.insert(job, bytes);
     }
 
     /// A new direct job with one signer per `signers`; its id and status URL.

@@ -449,9 +449,9 @@ async fn a_vendor_without_a_source_cannot_be_configured_to_upload() {
         std::path::Path::new("/tmp/unused"),
         "http://127.0.0.1:1/api/v1",
     );
-    cfg.vendors.posten.documents = DocumentsMode::Upload;
+    cfg.vendors.throwaway.documents = DocumentsMode::Upload;
     let err = cfg.validate().unwrap_err().to_string();
-    assert!(err.contains("posten.documents = \"upload\""), "{err}");
+    assert!(err.contains("throwaway.documents = \"upload\""), "{err}");
 }
 
 /// Registers a PKIsigning dossier naming `docs` and an evidence type; returns the zaak URL.
@@ -568,4 +568,84 @@ async fn a_pkisigning_dossier_s_signed_pdfs_and_evidence_go_into_the_drc_and_the
         .calls()
         .iter()
         .any(|c| c.kind == "download" && c.status == 200));
+}
+
+#[tokio::test]
+async fn a_posten_job_s_pades_and_xades_go_into_the_drc_and_the_zaak() {
+    use signrelay::testkit::posten::{default_xades, Certificates, Finish, PostenStandIn};
+    let drc = start_drc(4 << 20).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = Certificates::generate().unwrap();
+    let files = certs.write(dir.path()).unwrap();
+    let posten = PostenStandIn::start(&certs, "123456789").await.unwrap();
+    let api = posten.api_url.clone();
+    let app = app_uploading(move |c| {
+        c.vendors.gosign.documents = DocumentsMode::Off;
+        let s = &mut c.vendors.posten;
+        s.enabled = true;
+        s.documents = DocumentsMode::Upload;
+        s.api_url = api;
+        s.organization_number = "123456789".into();
+        s.ca_certificate_pem = Some(files.ca.clone());
+        s.client_certificate_pem = Some(files.client_cert.clone());
+        s.client_key_pem = Some(files.client_key.clone());
+        s.backoff_initial_ms = 20;
+        s.backoff_max_secs = 1;
+    })
+    .await;
+    let docs = add_docs(&drc, &["besluit.docx"]);
+    let reference = "POSTEN-DOCS";
+    let (job, status_url) = posten.direct_job(reference, 2);
+    let mut t = trigger_for(&drc, &docs);
+    t["vendor"] = json!({"status_url": status_url});
+    t["bewijs_informatieobjecttype"] = json!(EVIDENCE_TYPE);
+    let zaak = t["zaak"]["url"].as_str().unwrap().to_string();
+    let r = app
+        .client
+        .put(app.url(&format!("/api/v1/transactions/posten/{reference}")))
+        .header("X-Api-Key", ADMIN_KEY)
+        .json(&t)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 201);
+    let pades = pdf_bytes(25_000);
+    posten.set_pades(job, pades.clone());
+    let token = posten.finish_direct(job, Finish::Signed);
+    // The signer's browser comes back; signrelay fetches the status and then the documents.
+    let browser = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    browser
+        .get(app.url(&format!(
+            "/posten/direct/{reference}/completion?status_query_token={token}"
+        )))
+        .send()
+        .await
+        .unwrap();
+    let ev = app
+        .wait_events(reference, Duration::from_secs(10), |ev| {
+            ev.iter().any(|e| e["relay"]["state"] == "delivered")
+        })
+        .await;
+    assert_eq!(ev.len(), 1, "{ev:#?}");
+    assert_notified(&app, reference, &zaak, "OndertekenenVoltooid", None);
+    let v = drc.versions(&docs[0].uuid);
+    assert_eq!(v.len(), 2);
+    assert_eq!(v[1].content.as_deref(), Some(pades.as_slice()));
+    assert_eq!(v[1].bestandsnaam, "besluit.pdf");
+    // Each signer's XAdES is evidence in the zaak.
+    let created = drc.created();
+    assert_eq!(created.len(), 2);
+    let mut got: Vec<Vec<u8>> = created
+        .iter()
+        .map(|c| c.version.content.clone().unwrap())
+        .collect();
+    got.sort();
+    let mut want = vec![default_xades(job, 1), default_xades(job, 2)];
+    want.sort();
+    assert_eq!(got, want);
+    assert_eq!(drc.links().len(), 2);
+    assert!(drc.links().iter().all(|(z, _)| *z == zaak));
 }

@@ -13,9 +13,12 @@ use crate::secret::Secret;
 #[serde(deny_unknown_fields, default)]
 pub struct PostenConfig {
     pub enabled: bool,
-    /// `upload`: signed documents into the DRC before the NRC is notified. Not available
-    /// for this vendor yet (see the README): only `off` is accepted.
+    /// `upload`: a completed job's PAdES (`pades-url`, one PDF for all its documents) becomes
+    /// the new version of the trigger's one document in the DRC, and each signer's XAdES an
+    /// evidence document, before the NRC is notified; `off`: notified at once.
     pub documents: crate::documents::DocumentsMode,
+    /// The largest signed document signrelay fetches from Posten, MiB.
+    pub download_limit_mib: u64,
     /// Exit URLs are `{public_url}{base_path}/direct/{reference}/completion|rejection|error`.
     pub base_path: String,
     /// Posten's API, e.g. `https://api.signering.posten.no/api`
@@ -73,6 +76,7 @@ impl Default for PostenConfig {
         Self {
             enabled: false,
             documents: crate::documents::DocumentsMode::Off,
+            download_limit_mib: 256,
             base_path: "/posten".into(),
             api_url: "https://api.signering.posten.no/api".into(),
             organization_number: String::new(),
@@ -118,6 +122,9 @@ impl PostenConfig {
         let mut errs = Vec::new();
         if !self.enabled {
             return errs;
+        }
+        if !(1..=1 << 20).contains(&self.download_limit_mib) {
+            errs.push("posten.download_limit_mib must be between 1 and 1048576".into());
         }
         if !self.base_path.starts_with('/') || self.base_path.ends_with('/') {
             errs.push("posten.base_path must start and not end with '/'".into());

@@ -176,7 +176,7 @@ fn recorded(tx: TransactionId, status: &JobStatus, body: bytes::Bytes) -> (NewEv
 impl PostenJobs {
     /// Is `url` one of Posten's (under `api_url`)? The organisation certificate goes nowhere
     /// else.
-    fn is_posten(&self, url: &str) -> bool {
+    pub fn is_posten_url(&self, url: &str) -> bool {
         url.starts_with(&format!("{}/", self.api_url))
     }
 
@@ -185,7 +185,7 @@ impl PostenJobs {
         let then = status
             .confirmation_url
             .iter()
-            .filter(|u| self.is_posten(u))
+            .filter(|u| self.is_posten_url(u))
             .map(|url| PostenJob::Confirm { url: url.clone() }.task())
             .collect();
         Done {
@@ -225,7 +225,7 @@ impl PostenJobs {
                 pause_party: false,
             };
         };
-        if !self.is_posten(&status_url) {
+        if !self.is_posten_url(&status_url) {
             seen(Seen::Invalid);
             return refused(
                 "de status_url hoort niet bij posten.api_url".into(),
@@ -324,7 +324,7 @@ impl PostenJobs {
     }
 
     async fn confirm(&self, url: &str) -> Attempt {
-        if !self.is_posten(url) {
+        if !self.is_posten_url(url) {
             return refused(
                 "de confirmation-url hoort niet bij posten.api_url".into(),
                 None,

@@ -10,6 +10,7 @@ pub mod board;
 pub mod config;
 pub mod exit;
 pub mod jobs;
+pub mod signed;
 pub mod tls;
 pub mod xml;
 
@@ -33,6 +34,7 @@ pub struct Posten {
     lane: LaneSettings,
     jobs: Arc<PostenJobs>,
     standing: Vec<(String, Task)>,
+    signed: Arc<signed::PostenSigned>,
 }
 
 impl Connector for Posten {
@@ -54,6 +56,10 @@ impl Connector for Posten {
         Some((self.lane.clone(), self.jobs.clone()))
     }
 
+    fn signed_documents(&self) -> Option<Arc<dyn crate::documents::SignedSource>> {
+        Some(self.signed.clone())
+    }
+
     fn standing_jobs(&self) -> Vec<(String, Task)> {
         self.standing.clone()
     }
@@ -66,6 +72,10 @@ impl VendorSection for PostenConfig {
 
     fn documents(&self) -> crate::documents::DocumentsMode {
         self.documents
+    }
+
+    fn has_signed_documents(&self) -> bool {
+        true
     }
 
     fn validate(&self, _settings: &Settings) -> Vec<String> {
@@ -137,6 +147,11 @@ impl VendorSection for PostenConfig {
                 // A confirmation makes Posten forget the status: only once it is on disk here.
                 after_commit: true,
             },
+            signed: Arc::new(signed::PostenSigned {
+                jobs: jobs.clone(),
+                limit: self.download_limit_mib.saturating_mul(1 << 20),
+                timeout: self.timeout() * 10,
+            }),
             jobs,
             standing,
         })))

@@ -36,6 +36,8 @@ pub struct ThrowawayConfig {
     pub backoff_initial_ms: u64,
     pub backoff_max_ms: u64,
     pub give_up_after_secs: u64,
+    /// It has no source of signed documents: `upload` is refused.
+    pub documents: crate::documents::DocumentsMode,
 }
 
 impl Default for ThrowawayConfig {
@@ -48,6 +50,7 @@ impl Default for ThrowawayConfig {
             backoff_initial_ms: 20,
             backoff_max_ms: 200,
             give_up_after_secs: 3600,
+            documents: crate::documents::DocumentsMode::Off,
         }
     }
 }
@@ -55,6 +58,10 @@ impl Default for ThrowawayConfig {
 impl VendorSection for ThrowawayConfig {
     fn vendor(&self) -> Vendor {
         Vendor::Throwaway
+    }
+
+    fn documents(&self) -> crate::documents::DocumentsMode {
+        self.documents
     }
 
     fn validate(&self, _: &Settings) -> Vec<String> {
