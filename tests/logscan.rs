@@ -613,6 +613,58 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
     posten_app.stop().await;
     posten.stop().await;
 
+    // The documents step: a signed PDF holding a BSN goes into a DRC stand-in for a trigger
+    // full of personal data (a BSN in the file name too); then a DRC that refuses (its answer
+    // goes to the dead letter, never to the log).
+    let drc = signrelay::testkit::drc::DrcStandIn::start(NRC_CLIENT, NRC_SECRET, 4 << 20)
+        .await
+        .unwrap();
+    let docs_app = spawn_app_with(|c| {
+        c.vendors.gosign.documents = signrelay::documents::DocumentsMode::Upload;
+        c.drc.backoff_initial_ms = 20;
+        c.drc.backoff_max_secs = 1;
+    })
+    .await;
+    for (tx, refused) in [("LOGSCAN-DRC", false), ("LOGSCAN-DRC-403", true)] {
+        let (uuid, url) = drc.add_document(&format!("{BSN} {ACHTERNAAM}.docx"), b"unsigned");
+        if refused {
+            drc.set_vertrouwelijkheid(&uuid, "geheim");
+            drc.limit_client(NRC_CLIENT, "openbaar");
+        }
+        let mut t = personal_trigger(&format!("zaak-{tx}"));
+        t["documenten"] = json!([{"uuid": uuid, "url": url, "titel": format!("{VOORNAAM} {BSN}"),
+            "versie": 1, "bestandsnaam": format!("{BSN} {ACHTERNAAM}.docx")}]);
+        let r = docs_app
+            .client
+            .put(docs_app.url(&format!("/api/v1/transactions/gosign/{tx}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let mut done = work(tx, "SIGN_PROCESS_ENDED");
+        done["documents"] = json!([{"docExternalId": uuid,
+            "content": {"mimeType": "application/pdf", "data": b64(document_pdf())}}]);
+        let (status, _) = docs_app.notify(tx, done.to_string()).await;
+        assert_eq!(status, 200);
+        let ev = docs_app
+            .wait_events(tx, Duration::from_secs(10), |ev| {
+                ev.iter().any(|e| {
+                    e["relay"]["state"] == "delivered" || e["relay"]["state"] == "dead_lettered"
+                })
+            })
+            .await;
+        let want = if refused {
+            "dead_lettered"
+        } else {
+            "delivered"
+        };
+        assert_eq!(ev[0]["relay"]["state"], want);
+    }
+    docs_app.stop().await;
+    drc.stop().await;
+
     let text = logs.text();
     // The capture works: request lines and the app's own records are there.
     for expected in [
@@ -623,6 +675,7 @@ async fn secrets_and_personal_data_never_reach_the_logs() {
         "\"caller refused\"",
         "\"result\":\"workability\"",
         "\"delivered to the NRC\"",
+        "\"party\":\"drc\"",
         rejected_tx,
     ] {
         assert!(
