@@ -167,6 +167,23 @@ impl Application {
                     &metrics,
                 )?;
                 worker.lane(lane, handler);
+                // Staged signed files of events that ended otherwise (a purge, an operator)
+                // go with the retention loop's rhythm.
+                let staging = crate::documents::StagingArea::new(config.store.path.join("signed"));
+                let (st, mut stop_s) = (dyn_store.clone(), stop_rx.clone());
+                let every = Duration::from_secs(config.store.purge_interval_secs.max(1));
+                tasks.push(tokio::spawn(async move {
+                    loop {
+                        let n = staging.sweep(&*st).await;
+                        if n > 0 {
+                            tracing::info!(count = n, "staged signed files removed");
+                        }
+                        tokio::select! {
+                            _ = tokio::time::sleep(every) => {}
+                            _ = stop_s.changed() => return,
+                        }
+                    }
+                }));
                 tracing::info!(
                     vendors = ?uploading.iter().map(|v| v.as_str()).collect::<Vec<_>>(),
                     "completions put their signed documents into the DRC before the NRC hears of them"

@@ -268,6 +268,25 @@ impl StagingArea {
         let _ = tokio::fs::remove_dir_all(self.dir(event)).await;
     }
 
+    /// Removes the staged files of events that no longer wait on their documents step:
+    /// finished (delivered, not relayed) or purged. A dead-lettered or parked event keeps
+    /// them for its replay or release. Returns how many were removed.
+    pub async fn sweep(&self, store: &dyn crate::store::Store) -> usize {
+        let mut removed = 0;
+        for id in self.events() {
+            let gone = match store.event(id).await {
+                Ok(None) => true,
+                Ok(Some(e)) => e.relay.is_final(),
+                Err(_) => false,
+            };
+            if gone {
+                self.remove(id).await;
+                removed += 1;
+            }
+        }
+        removed
+    }
+
     /// Event ids that have a staging directory (to sweep those whose step ended).
     pub fn events(&self) -> Vec<Uuid> {
         let Ok(entries) = std::fs::read_dir(&self.root) else {

@@ -408,7 +408,11 @@ async fn a_document_edited_while_it_was_signed_is_dead_lettered_not_overwritten(
 async fn a_large_document_goes_in_parts_and_a_signed_file_that_matches_nothing_is_refused() {
     // Parts of 100 000 bytes above 64 KiB: a 1 MB document in 11 parts.
     let drc = start_drc(100_000).await;
-    let app = app_uploading(|c| c.drc.parts_above_kib = 64).await;
+    let app = app_uploading(|c| {
+        c.drc.parts_above_kib = 64;
+        c.store.purge_interval_secs = 1;
+    })
+    .await;
     let docs = add_docs(&drc, &["groot.docx"]);
     let tx = "DOCS-LARGE";
     register_docs(&app, &drc, tx, &docs).await;
@@ -441,6 +445,20 @@ async fn a_large_document_goes_in_parts_and_a_signed_file_that_matches_nothing_i
     );
     assert_eq!(drc.versions(&docs[0].uuid).len(), 1);
     assert_eq!(drc.versions(&docs[1].uuid).len(), 1);
+    // Staged files stay while their event may be replayed, and go once it has no step left
+    // (here: an event the store no longer has).
+    let signed = app.store_path.join("signed");
+    let kept = signed.join(dl["event_id"].as_str().unwrap());
+    assert!(kept.join("manifest.json").exists());
+    let orphan = signed.join(uuid::Uuid::now_v7().to_string());
+    std::fs::create_dir_all(&orphan).unwrap();
+    std::fs::write(orphan.join("0.bin"), b"signed bytes").unwrap();
+    let swept = eventually(Duration::from_secs(5), || (!orphan.exists()).then_some(())).await;
+    assert!(swept.is_some(), "the orphan's files stay");
+    assert!(
+        kept.join("manifest.json").exists(),
+        "a dead letter's files are kept"
+    );
 }
 
 #[tokio::test]
