@@ -309,3 +309,105 @@ async fn a_large_document_goes_into_the_drc_in_parts_with_bounded_memory() {
         SIZE >> 10
     );
 }
+
+#[tokio::test]
+async fn sigkill_after_an_evidence_document_is_created_or_linked_makes_it_once() {
+    use signrelay::testkit::pkisigning::PkisigningStandIn;
+    const CLIENT: &str = "signrelay-pki";
+    const SECRET: &str = "pki-client-secret-value";
+    let nrc = NrcStandIn::start(NRC_CLIENT, NRC_SECRET, true)
+        .await
+        .unwrap();
+    let drc = DrcStandIn::start(NRC_CLIENT, NRC_SECRET, 50_000)
+        .await
+        .unwrap();
+    let pki = PkisigningStandIn::start(CLIENT, SECRET).await.unwrap();
+    let more = format!(
+        r#"{}bronorganisatie = "123456782"
+
+[pkisigning]
+enabled = true
+documents = "upload"
+api_url = "{}"
+token_url = "{}"
+allow_insecure_http = true
+client_id = "{CLIENT}"
+client_secret = "{SECRET}"
+backoff_initial_ms = 20
+backoff_max_secs = 1
+timeout_secs = 2
+verify_settle_secs = 0
+
+[pkisigning.auth]
+method = "none"
+"#,
+        documents_toml(64, 900).replace("[gosign]\ndocuments = \"upload\"\n", ""),
+        pki.api_url,
+        pki.token_url
+    );
+    for (label, op) in [("create", Op::Create), ("link", Op::Link)] {
+        let dir = tempfile::tempdir().unwrap();
+        let docs = add_docs(&drc, &["besluit.docx"]);
+        let id = uuid::Uuid::new_v4().to_string();
+        pki.dossier(&id, "Completed", "key");
+        let signed = pdf_bytes(12_000);
+        pki.dossier_files(
+            &id,
+            vec![
+                ("besluit.pdf".into(), signed.clone()),
+                ("AuditTrail.pdf".into(), pdf_bytes(3_000)),
+            ],
+        );
+        let mut t = trigger_for(&drc, &docs);
+        t["bewijs_informatieobjecttype"] =
+            serde_json::json!("https://catalogi.example.nl/iot/bewijs");
+        let zaak = t["zaak"]["url"].as_str().unwrap().to_string();
+        let before = drc.created().len();
+        drc.hang_after(op);
+        let a = start(dir.path(), &nrc, &format!("evidence-{label}-a"), &more).await;
+        let r = a
+            .client
+            .put(a.url(&format!("/api/v1/transactions/pkisigning/{id}")))
+            .header("X-Api-Key", ADMIN_KEY)
+            .json(&t)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 201);
+        let r = a
+            .client
+            .post(a.url("/pkisigning/webhook"))
+            .json(&pki.webhook_body(&id, "Completed", ""))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 200);
+        drc.wait_for_call(|c| is_write(op, c), Duration::from_secs(20))
+            .await
+            .unwrap_or_else(|| panic!("{label}: no {op:?}:\n{}", a.log_tail()));
+        a.kill();
+        drc.answer_again();
+        let b = start(dir.path(), &nrc, &format!("evidence-{label}-b"), &more).await;
+        eventually(Duration::from_secs(30), || {
+            (notified(&nrc, &id) > 0).then_some(())
+        })
+        .await
+        .unwrap_or_else(|| panic!("{label}: never notified:\n{}", b.log_tail()));
+        let created = &drc.created()[before..];
+        assert_eq!(created.len(), 1, "{label}: the evidence document once");
+        let linked: Vec<_> = drc
+            .links()
+            .into_iter()
+            .filter(|(z, _)| *z == zaak)
+            .collect();
+        assert_eq!(
+            linked,
+            vec![(zaak.clone(), created[0].url.clone())],
+            "{label}"
+        );
+        assert_eq!(drc.versions(&docs[0].uuid).len(), 2, "{label}");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(notified(&nrc, &id), 1, "{label}");
+        b.kill();
+    }
+}
