@@ -425,6 +425,13 @@ fn problem(status: u16, code: &str, detail: &str, param: Option<(&str, &str)>) -
         .json(body)
 }
 
+fn header<'r>(req: &'r HttpRequest, name: &str) -> &'r str {
+    req.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
 fn invalid(code: &str, reason: &str) -> HttpResponse {
     problem(400, code, reason, None)
 }
@@ -699,11 +706,7 @@ async fn download(
     if let Err(r) = gate(&req, &s, "documenten.lezen").await {
         return r;
     }
-    let accept = req
-        .headers()
-        .get("accept")
-        .and_then(|a| a.to_str().ok())
-        .unwrap_or("");
+    let accept = header(&req, "accept");
     let r = if !(accept.contains("*/*") || accept.contains("application/octet-stream")) {
         problem(
             406,
@@ -1007,11 +1010,7 @@ async fn put_part(
     if let Err(r) = gate(&req, &s, "documenten.bijwerken").await {
         return r;
     }
-    let ct = req
-        .headers()
-        .get("content-type")
-        .and_then(|c| c.to_str().ok())
-        .unwrap_or("");
+    let ct = header(&req, "content-type");
     let r = if !ct.starts_with("multipart/form-data") {
         problem(415, "unsupported_media_type", "Ongeldige media type", None)
     } else {

@@ -30,6 +30,16 @@ async fn app_uploading(adjust: impl FnOnce(&mut signrelay::config::Config)) -> T
     .await
 }
 
+/// A DRC stand-in, signrelay uploading GoSign's documents, and `names` in the DRC registered
+/// as transaction `tx`: the zaak URL.
+async fn setup(tx: &str, names: &[&str]) -> (DrcStandIn, TestApp, Vec<Doc>, String) {
+    let drc = start_drc(4 << 20).await;
+    let app = app_uploading(|_| {}).await;
+    let docs = add_docs(&drc, names);
+    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    (drc, app, docs, zaak)
+}
+
 /// A document in the DRC, as the case application made it and gave it to GoSign.
 pub struct Doc {
     pub uuid: String,
@@ -123,11 +133,8 @@ fn writes(drc: &DrcStandIn) -> Vec<signrelay::testkit::drc::Call> {
 
 #[tokio::test]
 async fn a_completion_puts_each_signed_document_in_once_before_the_nrc_hears_of_it() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["besluit.docx", "bijlage.odt"]);
     let tx = "DOCS-ONE";
-    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, zaak) = setup(tx, &["besluit.docx", "bijlage.odt"]).await;
     let signed = [pdf_bytes(40_000), pdf_bytes(12_345)];
     // GoSign sends them in another order than the trigger's: matched by id.
     let body = completion(
@@ -202,11 +209,8 @@ async fn a_completion_puts_each_signed_document_in_once_before_the_nrc_hears_of_
 
 #[tokio::test]
 async fn an_abort_uploads_nothing_and_is_notified_at_once() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["besluit.docx"]);
     let tx = "DOCS-ABORT";
-    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, zaak) = setup(tx, &["besluit.docx"]).await;
     let mut v = work(tx, "ENVELOPE_REJECTED");
     v["note"] = json!("niet akkoord");
     let (status, _) = app.notify(tx, v.to_string()).await;
@@ -221,11 +225,8 @@ async fn an_abort_uploads_nothing_and_is_notified_at_once() {
 
 #[tokio::test]
 async fn a_lock_held_by_someone_else_is_waited_for_and_never_broken() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["besluit.docx"]);
     let tx = "DOCS-LOCKED";
-    register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, _zaak) = setup(tx, &["besluit.docx"]).await;
     drc.lock_as_other(&docs[0].uuid);
     let signed = pdf_bytes(5_000);
     app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
@@ -261,11 +262,8 @@ async fn a_lock_held_by_someone_else_is_waited_for_and_never_broken() {
 
 #[tokio::test]
 async fn a_drc_outage_is_retried_and_a_refusal_is_a_dead_letter_with_the_drc_s_answer() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["besluit.docx"]);
     let tx = "DOCS-OUTAGE";
-    register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, _zaak) = setup(tx, &["besluit.docx"]).await;
     drc.set_behaviour(Behaviour::Fail {
         status: 503,
         retry_after: None,
@@ -315,11 +313,8 @@ async fn a_drc_outage_is_retried_and_a_refusal_is_a_dead_letter_with_the_drc_s_a
 
 #[tokio::test]
 async fn a_replayed_documents_step_goes_on_from_where_it_failed() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["a.docx", "b.docx"]);
     let tx = "DOCS-REPLAY";
-    let zaak = register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, zaak) = setup(tx, &["a.docx", "b.docx"]).await;
     // The second document is more confidential than signrelay's Applicatie may see: 403 (as
     // Open Zaak answers); the first made it.
     drc.set_vertrouwelijkheid(&docs[1].uuid, "geheim");
@@ -357,11 +352,8 @@ async fn a_replayed_documents_step_goes_on_from_where_it_failed() {
 
 #[tokio::test]
 async fn a_document_edited_while_it_was_signed_is_dead_lettered_not_overwritten() {
-    let drc = start_drc(4 << 20).await;
-    let app = app_uploading(|_| {}).await;
-    let docs = add_docs(&drc, &["besluit.docx"]);
     let tx = "DOCS-EDITED";
-    register_docs(&app, &drc, tx, &docs).await;
+    let (drc, app, docs, _zaak) = setup(tx, &["besluit.docx"]).await;
     drc.edit(&docs[0].uuid, b"edited meanwhile");
     let signed = pdf_bytes(3_000);
     app.notify(tx, completion(tx, &[(&docs[0].uuid, &signed)]))
