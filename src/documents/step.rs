@@ -136,21 +136,26 @@ impl DocumentsStep {
                 .await;
         }
         let Some(source) = self.sources.get(&event.vendor) else {
-            return Err(refused(&format!(
+            let reason = format!(
                 "{} levert geen ondertekende documenten aan signrelay",
                 event.vendor
-            )));
+            );
+            return self.release_then(p, refused(&reason)).await;
         };
         let staged = match self.staging.staged(&event, &registration, &**source).await {
             Ok(s) => s,
             Err(SourceError::Unavailable(e)) => {
                 return Err(local_retry(format!("ondertekende documenten ophalen: {e}")))
             }
-            Err(SourceError::Refused(e)) => return Err(refused(&e)),
+            Err(SourceError::Refused(e)) => return self.release_then(p, refused(&e)).await,
         };
         let docs = &registration.trigger.documenten;
         let files = staged.of_role(Role::Document);
-        let matched = match_files(docs, &files, source.ordered()).map_err(|e| refused(&e))?;
+        let matched = match match_files(docs, &files, source.ordered()) {
+            Ok(m) => m,
+            // A lock held from before (the vendor's files changed since?) is released first.
+            Err(e) => return self.release_then(p, refused(&e)).await,
+        };
         while p.next < docs.len() {
             let file = files[matched[p.next]];
             match self.document(&event, &docs[p.next], file, &staged, p).await {
