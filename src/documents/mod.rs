@@ -47,7 +47,13 @@ pub fn lane(
         zrc_identity.jwt()?,
         cfg.request_timeout(),
         cfg.upload_timeout(),
-    )?;
+    )?
+    .counted(metrics.counter_vec(
+        "drc_requests_total",
+        "Requests of the documents step by component (DRC, ZRC), operation and result \
+         (ok, 4xx, 5xx, unreachable)",
+        &["component", "operation", "result"],
+    ));
     let step = DocumentsStep::new(
         store,
         client,

@@ -110,6 +110,8 @@ pub struct DrcClient {
     zrc: ZgwJwt,
     request_timeout: Duration,
     upload_timeout: Duration,
+    /// Requests by component, operation and result (`ok`, `4xx`, `5xx`, `unreachable`).
+    requests: Option<prometheus::IntCounterVec>,
 }
 
 impl DrcClient {
@@ -132,7 +134,20 @@ impl DrcClient {
             zrc,
             request_timeout,
             upload_timeout,
+            requests: None,
         })
+    }
+
+    /// Counts every request in `requests` (labels: component, operation, result).
+    pub fn counted(mut self, requests: prometheus::IntCounterVec) -> DrcClient {
+        self.requests = Some(requests);
+        self
+    }
+
+    fn count(&self, component: &str, op: &str, result: &str) {
+        if let Some(c) = &self.requests {
+            c.with_label_values(&[component, op, result]).inc();
+        }
     }
 
     fn drc_auth(&self) -> String {
@@ -145,7 +160,7 @@ impl DrcClient {
 
     pub async fn get(&self, url: &str) -> Result<Eio, DrcError> {
         let req = self.http.get(url).header(AUTHORIZATION, self.drc_auth());
-        self.json(req, self.request_timeout, "DRC").await
+        self.json(req, self.request_timeout, ("DRC", "get")).await
     }
 
     /// `POST {eio}/lock`: the lock id.
@@ -158,7 +173,9 @@ impl DrcClient {
             .http
             .post(format!("{url}/lock"))
             .header(AUTHORIZATION, self.drc_auth());
-        let l: Lock = self.json(req, self.request_timeout, "DRC").await?;
+        let l: Lock = self
+            .json(req, self.request_timeout, ("DRC", "lock"))
+            .await?;
         Ok(l.lock)
     }
 
@@ -169,7 +186,8 @@ impl DrcClient {
             .post(format!("{url}/unlock"))
             .header(AUTHORIZATION, self.drc_auth())
             .json(&json!({ "lock": lock }));
-        self.empty(req, self.request_timeout, "DRC").await
+        self.empty(req, self.request_timeout, ("DRC", "unlock"))
+            .await
     }
 
     /// `PATCH {eio}` with `body` (which carries the lock): a new version.
@@ -179,7 +197,7 @@ impl DrcClient {
             .patch(url)
             .header(AUTHORIZATION, self.drc_auth())
             .json(body);
-        self.json(req, self.upload_timeout, "DRC").await
+        self.json(req, self.upload_timeout, ("DRC", "patch")).await
     }
 
     /// `PUT {bestandsdeel}`: `len` bytes of `file` from `offset`, streamed, as the multipart
@@ -213,7 +231,7 @@ impl DrcClient {
             .put(part_url)
             .header(AUTHORIZATION, self.drc_auth())
             .multipart(form);
-        self.json(req, self.upload_timeout, "DRC").await
+        self.json(req, self.upload_timeout, ("DRC", "part")).await
     }
 
     /// `POST {drc}/enkelvoudiginformatieobjecten`.
@@ -223,7 +241,7 @@ impl DrcClient {
             .post(format!("{drc_base}/enkelvoudiginformatieobjecten"))
             .header(AUTHORIZATION, self.drc_auth())
             .json(body);
-        self.json(req, self.upload_timeout, "DRC").await
+        self.json(req, self.upload_timeout, ("DRC", "create")).await
     }
 
     /// The document with this `identificatie` of `bronorganisatie`, if one exists.
@@ -247,7 +265,9 @@ impl DrcClient {
                 ("identificatie", identificatie),
             ])
             .header(AUTHORIZATION, self.drc_auth());
-        let list: List = self.json(req, self.request_timeout, "DRC").await?;
+        let list: List = self
+            .json(req, self.request_timeout, ("DRC", "find"))
+            .await?;
         let mut found = match list {
             List::Page { results } => results,
             List::Plain(v) => v,
@@ -268,7 +288,7 @@ impl DrcClient {
             .post(format!("{zrc_base}/zaakinformatieobjecten"))
             .header(AUTHORIZATION, self.zrc_auth())
             .json(&json!({ "zaak": zaak, "informatieobject": informatieobject, "titel": titel }));
-        match self.empty(req, self.request_timeout, "ZRC").await {
+        match self.empty(req, self.request_timeout, ("ZRC", "link")).await {
             Ok(()) => Ok(Linked::Created),
             Err(DrcError::Refused {
                 status: 400, code, ..
@@ -281,9 +301,9 @@ impl DrcClient {
         &self,
         req: reqwest::RequestBuilder,
         timeout: Duration,
-        component: &'static str,
+        (component, op): (&'static str, &'static str),
     ) -> Result<T, DrcError> {
-        let resp = self.send(req, timeout, component).await?;
+        let resp = self.send(req, timeout, (component, op)).await?;
         let status = resp.status();
         let body = resp.bytes().await.map_err(|e| transport(component, &e))?;
         serde_json::from_slice(&body).map_err(|e| DrcError::Unavailable {
@@ -296,23 +316,31 @@ impl DrcClient {
         &self,
         req: reqwest::RequestBuilder,
         timeout: Duration,
-        component: &'static str,
+        call: (&'static str, &'static str),
     ) -> Result<(), DrcError> {
-        self.send(req, timeout, component).await.map(drop)
+        self.send(req, timeout, call).await.map(drop)
     }
 
     async fn send(
         &self,
         req: reqwest::RequestBuilder,
         timeout: Duration,
-        component: &'static str,
+        (component, op): (&'static str, &'static str),
     ) -> Result<reqwest::Response, DrcError> {
-        let resp = req
-            .timeout(timeout)
-            .send()
-            .await
-            .map_err(|e| transport(component, &e))?;
+        let resp = match req.timeout(timeout).send().await {
+            Ok(r) => r,
+            Err(e) => {
+                self.count(component, op, "unreachable");
+                return Err(transport(component, &e));
+            }
+        };
         let status = resp.status();
+        let class = match status.as_u16() {
+            200..=299 => "ok",
+            400..=499 => "4xx",
+            _ => "5xx",
+        };
+        self.count(component, op, class);
         if status.is_success() {
             return Ok(resp);
         }

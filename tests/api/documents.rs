@@ -199,6 +199,14 @@ async fn a_completion_puts_each_signed_document_in_once_before_the_nrc_hears_of_
         &[("party", "drc"), ("result", "done")]
     )
     .is_some());
+    for (op, n) in [("lock", 2.0), ("patch", 2.0), ("unlock", 2.0)] {
+        let labels = [("component", "DRC"), ("operation", op), ("result", "ok")];
+        assert_eq!(
+            metric(&m, "signrelay_drc_requests_total", &labels),
+            Some(n),
+            "{op}"
+        );
+    }
     // The staged files are gone once the step is done.
     let staged = app.store_path.join("signed");
     let left: Vec<_> = std::fs::read_dir(&staged)
@@ -280,6 +288,13 @@ async fn a_drc_outage_is_retried_and_a_refusal_is_a_dead_letter_with_the_drc_s_a
     drc.set_behaviour(Behaviour::Normal);
     delivered_event(&app, tx).await;
     assert_eq!(drc.versions(&docs[0].uuid).len(), 2);
+    let m = app.metrics().await;
+    let failed = [
+        ("component", "DRC"),
+        ("operation", "get"),
+        ("result", "5xx"),
+    ];
+    assert!(metric(&m, "signrelay_drc_requests_total", &failed).unwrap_or(0.0) >= 2.0);
 
     // A scope the DRC administrator forgot: 403, dead-lettered with the DRC's answer, the
     // document left unlocked; replayed once granted.
