@@ -692,18 +692,23 @@ impl Store for SledStore {
     async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
         self.usable()?;
         self.room()?;
-        // A retried large delivery need not write its file again. The tree shows a group as
-        // soon as it is applied, before its flush: wait for the commit in progress (an empty
-        // job completes after it) so that "duplicate" is never said of an undurable record.
-        if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
-            let event_id = uuid_at(&id)?;
-            self.writer.write(|_| Ok(())).await?;
-            return Ok(Recorded::Duplicate { event_id });
+        let large = Archive::goes_to_file(&payload);
+        // A retried large delivery need not write its file again. A small one is checked
+        // inside the writer only: looking it up here too cost every callback a second read
+        // (from disk once the store outgrows the page cache) to save a retry a few µs. The
+        // tree shows a group as soon as it is applied, before its flush: wait for the commit
+        // in progress (an empty job completes after it) so that "duplicate" is never said of
+        // an undurable record.
+        if large {
+            if let Some(id) = self.tree.get(keys::delivery(&new.dedup_key))? {
+                let event_id = uuid_at(&id)?;
+                self.writer.write(|_| Ok(())).await?;
+                return Ok(Recorded::Duplicate { event_id });
+            }
         }
         // Claimed: the orphan sweep leaves its file alone until the batch is in.
         let claim = self.claim(&payload);
         let archive_id = claim.id();
-        let large = Archive::goes_to_file(&payload);
         let encoded = self.encode_payload(archive_id, payload).await?;
         let policy = self.options.policy;
         let recorded = self
@@ -1258,30 +1263,33 @@ mod tests {
     /// the writer has finished the commit it is in.
     #[tokio::test]
     async fn a_duplicate_is_answered_only_after_the_commit_in_progress() {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Arc::new(open(dir.path()));
-        s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
-            .await
-            .unwrap();
-        let (hold, release_tx) = hold_writer(&s).await;
-        let dup = {
-            let s = s.clone();
-            tokio::spawn(async move {
-                s.record(new_event("T1", Outcome::Completed, "k1"), payload(10))
-                    .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
-        assert!(
-            !dup.is_finished(),
-            "answered while the writer was mid-commit"
-        );
-        release_tx.send(()).unwrap();
-        hold.await.unwrap().unwrap();
-        assert!(matches!(
-            dup.await.unwrap().unwrap(),
-            Recorded::Duplicate { .. }
-        ));
+        // Small bodies are checked inside the writer, large ones before their file is written.
+        for size in [10, super::super::archive::INLINE_MAX * 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let s = Arc::new(open(dir.path()));
+            s.record(new_event("T1", Outcome::Completed, "k1"), payload(size))
+                .await
+                .unwrap();
+            let (hold, release_tx) = hold_writer(&s).await;
+            let dup = {
+                let s = s.clone();
+                tokio::spawn(async move {
+                    s.record(new_event("T1", Outcome::Completed, "k1"), payload(size))
+                        .await
+                })
+            };
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            assert!(
+                !dup.is_finished(),
+                "answered while the writer was mid-commit ({size} bytes)"
+            );
+            release_tx.send(()).unwrap();
+            hold.await.unwrap().unwrap();
+            assert!(matches!(
+                dup.await.unwrap().unwrap(),
+                Recorded::Duplicate { .. }
+            ));
+        }
     }
 
     /// Holds the writer mid-group (as a slow flush would) until the sender is used; the task
