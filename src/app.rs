@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_web::dev::{Server, ServerHandle};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 
 use crate::admin::AdminApi;
 use crate::config::{scaled, Config};
@@ -19,8 +19,9 @@ use crate::intake::Intake;
 use crate::jobs::backoff::Backoff;
 use crate::jobs::{LaneSettings, Party};
 use crate::ops::Ops;
+use crate::relay::kanaal_page::KanaalPage;
 use crate::relay::worker::{Wakers, Worker};
-use crate::relay::{KanaalSettings, NotifyNrc, RelaySettings};
+use crate::relay::{KanaalKeeper, KanaalSettings, NotifyNrc, RelaySettings};
 use crate::rules::Policy;
 use crate::store::{SledStore, Store, StoreOptions};
 use crate::telemetry::Metrics;
@@ -104,6 +105,9 @@ impl Application {
         }
 
         let mut workers = Vec::new();
+        // Started once the HTTP server listens: creating the kanaal makes the NRC fetch its
+        // documentation page from signrelay.
+        let mut kanaal_keeper = None;
         if config.relay.enabled {
             let backoff = Backoff {
                 initial: Duration::from_millis(config.relay.backoff_initial_ms),
@@ -114,6 +118,22 @@ impl Application {
                 config.nrc.identity().jwt()?,
                 config.relay_timeout(),
             )?);
+            let kanaal = KanaalKeeper::new(
+                nrc.clone(),
+                KanaalSettings {
+                    kanaal: config.nrc.kanaal.clone(),
+                    documentatie_link: config.nrc.documentatie_link(&config.server.public_url),
+                    filters: config.nrc.kanaal_filters.clone(),
+                    ensure: config.nrc.ensure_kanaal,
+                    retry: Backoff {
+                        initial: backoff.initial,
+                        max: config.probe_interval_max(),
+                    },
+                },
+                health.clone(),
+                metrics.clone(),
+            );
+            let nrc_gate = kanaal.gate();
             let mut worker = Worker::new(
                 dyn_store.clone(),
                 metrics.clone(),
@@ -124,7 +144,7 @@ impl Application {
             worker.lane(
                 LaneSettings {
                     party: Party::Nrc,
-                    concurrency: config.relay.concurrency,
+                    pace: config.nrc_pace(),
                     // The NRC client's own timeout ends a request first.
                     timeout: config.relay_timeout() + Duration::from_secs(2),
                     backoff,
@@ -144,10 +164,12 @@ impl Application {
                             .relay_progress
                             .then(|| config.relay.progress_actie.clone()),
                     },
+                    kanaal.clone(),
                 )),
             );
             for c in connectors.all() {
-                if let Some((lane, handler)) = c.jobs() {
+                if let Some((mut lane, handler)) = c.jobs() {
+                    lane.pace.probe_max = config.probe_interval_max();
                     worker.lane(lane, handler);
                 }
             }
@@ -158,7 +180,7 @@ impl Application {
                     .iter()
                     .filter_map(|c| Some((c.vendor(), c.signed_documents()?)))
                     .collect();
-                let (lane, handler) = crate::documents::lane(
+                let (mut lane, handler) = crate::documents::lane(
                     &config.drc,
                     &config.nrc.identity(),
                     sources,
@@ -166,6 +188,7 @@ impl Application {
                     config.store.path.join("signed"),
                     &metrics,
                 )?;
+                lane.pace.probe_max = config.probe_interval_max();
                 worker.lane(lane, handler);
                 // Staged signed files of events that ended otherwise (a purge, an operator)
                 // go with the retention loop's rhythm.
@@ -189,25 +212,9 @@ impl Application {
                     "completions put their signed documents into the DRC before the NRC hears of them"
                 );
             }
-            // The NRC's lane starts once the kanaal exists.
-            let (ready, nrc_ready) = oneshot::channel();
-            let kanaal = KanaalSettings {
-                kanaal: config.nrc.kanaal.clone(),
-                documentatie_link: config.nrc.kanaal_documentatie_link.clone(),
-                filters: config.nrc.kanaal_filters.clone(),
-                backoff,
-            };
-            let ensure = config.nrc.ensure_kanaal;
-            let (m, h, mut stop_k) = (metrics.clone(), health.clone(), stop_rx.clone());
-            tasks.push(tokio::spawn(async move {
-                let ok =
-                    !ensure || crate::relay::ensure_kanaal(&nrc, &kanaal, &h, &mut stop_k).await;
-                if ok {
-                    m.kanaal_ready.set(1);
-                }
-                let _ = ready.send(ok);
-            }));
-            workers = worker.start(stop_rx.clone(), HashMap::from([(Party::Nrc, nrc_ready)]));
+            kanaal_keeper = Some(kanaal.keep(stop_rx.clone()));
+            // The NRC's lane runs while the kanaal exists.
+            workers = worker.start(stop_rx.clone(), HashMap::from([(Party::Nrc, nrc_gate)]));
         }
 
         let client_timeout = Duration::from_secs(config.server.client_timeout_secs);
@@ -226,6 +233,14 @@ impl Application {
                 client_timeout * 4,
                 config.server.body_min_rate(),
             ),
+        });
+        let kanaal_page = actix_web::web::Data::new(KanaalPage {
+            kanaal: config.nrc.kanaal.clone(),
+            filters: config.nrc.kanaal_filters.clone(),
+            progress_actie: config
+                .relay
+                .relay_progress
+                .then(|| config.relay.progress_actie.clone()),
         });
         let mut contracts = vec![("signrelay-api.yaml", crate::admin::OPENAPI)];
         for c in connectors.all() {
@@ -253,6 +268,7 @@ impl Application {
             let mut app = App::new()
                 .wrap(from_fn(crate::http::log::request_span))
                 .configure(|c| crate::ops::configure(c, ops.clone()))
+                .configure(|c| crate::relay::kanaal_page::configure(c, kanaal_page.clone()))
                 .configure(|c| crate::admin::configure(c, admin.clone()));
             for v in connectors.all() {
                 app = app.configure(|c| v.mount(c));
@@ -274,6 +290,7 @@ impl Application {
             server = server.workers(config.server.workers);
         }
         let server = server.listen(listener)?.run();
+        tasks.extend(kanaal_keeper.map(tokio::spawn));
         tracing::info!(port, store = %config.store.path.display(), "signrelay listening");
         Ok(Application {
             server,

@@ -91,8 +91,13 @@ pub struct RelayConfig {
     /// Also relay Progress events (with `progress_actie`).
     pub relay_progress: bool,
     pub progress_actie: String,
-    /// Deliveries in flight towards the NRC at once.
+    /// Most deliveries in flight towards the NRC at once: the adaptive window's maximum.
     pub concurrency: usize,
+    /// Fewest deliveries the window shrinks to (equal to `concurrency`: a fixed window).
+    pub concurrency_min: usize,
+    /// The longest wait between two probes of a party that is down or refuses signrelay
+    /// (every lane's circuit).
+    pub probe_interval_max_secs: u64,
     /// Per-request timeout towards the NRC.
     pub timeout_secs: u64,
     /// Exponential backoff with full jitter between `backoff_initial_ms` and `backoff_max_secs`.
@@ -110,8 +115,9 @@ pub struct NrcConfig {
     /// Base URL of the NRC API, e.g. `https://nrc.example.nl/api/v1`.
     pub url: String,
     pub kanaal: String,
-    /// Documentation URL sent when the kanaal is created.
-    pub kanaal_documentatie_link: String,
+    /// Documentation URL sent when the kanaal is created; by default signrelay's own page,
+    /// `{server.public_url}/kanalen/{kanaal}`.
+    pub kanaal_documentatie_link: Option<String>,
     /// Filters sent when the kanaal is created.
     pub kanaal_filters: Vec<String>,
     /// At start, create the kanaal if the NRC lacks it.
@@ -166,7 +172,9 @@ impl Default for RelayConfig {
             enabled: true,
             relay_progress: false,
             progress_actie: "OndertekenenVoortgang".into(),
-            concurrency: 4,
+            concurrency: 32,
+            concurrency_min: 1,
+            probe_interval_max_secs: 10,
             timeout_secs: 10,
             backoff_initial_ms: 500,
             backoff_max_secs: 600,
@@ -177,6 +185,17 @@ impl Default for RelayConfig {
 }
 
 impl NrcConfig {
+    /// The kanaal's `documentatieLink`: the configured one, or signrelay's own page.
+    pub fn documentatie_link(&self, public_url: &str) -> String {
+        self.kanaal_documentatie_link.clone().unwrap_or_else(|| {
+            format!(
+                "{}{}",
+                public_url.trim_end_matches('/'),
+                crate::relay::kanaal_page::path(&self.kanaal)
+            )
+        })
+    }
+
     /// signrelay's ZGW identity towards the NRC (and, by default, other ZGW components).
     pub fn identity(&self) -> ZgwIdentity {
         ZgwIdentity {
@@ -194,7 +213,7 @@ impl Default for NrcConfig {
         Self {
             url: "http://localhost:8000/api/v1".into(),
             kanaal: "documentacties".into(),
-            kanaal_documentatie_link: "https://github.com/signrelay/signrelay".into(),
+            kanaal_documentatie_link: None,
             kanaal_filters: vec!["transaction_id".into(), "reden".into()],
             ensure_kanaal: true,
             client_id: "signrelay".into(),
@@ -282,13 +301,25 @@ impl Config {
         if self.nrc.kanaal.trim().is_empty() {
             errs.push("nrc.kanaal is empty".into());
         }
+        // It becomes a path segment of signrelay's own page.
+        if self.nrc.kanaal.contains(['/', '?', '#', '%']) {
+            errs.push("nrc.kanaal must not contain / ? # or %".into());
+        }
+        if let Some(link) = &self.nrc.kanaal_documentatie_link {
+            if !matches!(url::Url::parse(link), Ok(u) if u.scheme() == "http" || u.scheme() == "https")
+            {
+                errs.push(format!(
+                    "nrc.kanaal_documentatie_link is not an http(s) URL: {link}"
+                ));
+            }
+        }
         if self.relay.enabled {
             if let Err(e) = self.nrc.secret.resolve() {
                 errs.push(format!("nrc.secret: {e}"));
             }
         }
         let (sv, st, r) = (&self.server, &self.store, &self.relay);
-        let bounded: [(&str, u64, u64, u64); 18] = [
+        let bounded: [(&str, u64, u64, u64); 20] = [
             ("server.workers", sv.workers as u64, 0, 256),
             ("server.client_timeout_secs", sv.client_timeout_secs, 1, 600),
             (
@@ -332,6 +363,13 @@ impl Config {
             ("store.min_free_mib", st.min_free_mib, 0, 1 << 20),
             ("store.cache_mib", st.cache_mib, 1, 65_536),
             ("relay.concurrency", r.concurrency as u64, 1, 1024),
+            ("relay.concurrency_min", r.concurrency_min as u64, 1, 1024),
+            (
+                "relay.probe_interval_max_secs",
+                r.probe_interval_max_secs,
+                1,
+                300,
+            ),
             ("relay.timeout_secs", r.timeout_secs, 1, 600),
             (
                 "relay.backoff_initial_ms",
@@ -345,6 +383,9 @@ impl Config {
         ];
         for (key, value, min, max) in bounded {
             within(&mut errs, key, value, min..=max);
+        }
+        if r.concurrency_min > r.concurrency {
+            errs.push("relay.concurrency_min must be <= relay.concurrency".into());
         }
         if r.backoff_initial_ms > r.backoff_max_secs.saturating_mul(1000) {
             errs.push("relay.backoff_initial_ms must be <= relay.backoff_max_secs".into());
@@ -406,6 +447,19 @@ impl Config {
 
     pub fn relay_timeout(&self) -> Duration {
         Duration::from_secs(self.relay.timeout_secs)
+    }
+
+    /// The NRC lane's window and every lane's probe bound.
+    pub fn nrc_pace(&self) -> crate::jobs::pace::PaceSettings {
+        crate::jobs::pace::PaceSettings {
+            min: self.relay.concurrency_min,
+            max: self.relay.concurrency,
+            probe_max: self.probe_interval_max(),
+        }
+    }
+
+    pub fn probe_interval_max(&self) -> Duration {
+        Duration::from_secs(self.relay.probe_interval_max_secs)
     }
 }
 

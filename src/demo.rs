@@ -215,7 +215,13 @@ pub async fn run() -> anyhow::Result<()> {
     let mut cfg = Config::default();
     cfg.log.format = LogFormat::Pretty;
     cfg.log.level = "error".into();
-    cfg.server.listen = "127.0.0.1:0".parse()?;
+    // A port known before start: the NRC stand-in fetches the kanaal's page from signrelay's
+    // public URL when the kanaal is created, as Open Notificaties does.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port();
+    cfg.server.listen = ([127, 0, 0, 1], port).into();
+    cfg.server.public_url = format!("http://127.0.0.1:{port}");
     cfg.store.path = dir.path().join("store");
     cfg.nrc.url = nrc.url.clone();
     cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());

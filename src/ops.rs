@@ -47,20 +47,38 @@ async fn healthz(ops: web::Data<Ops>) -> HttpResponse {
     }
 }
 
-/// Ready to take callbacks: the store is writable and the relay worker is alive.
+/// Ready to take callbacks and pass them on: the store is writable, the relay worker is alive,
+/// the NRC's kanaal exists and no party refuses signrelay. A failing check says why.
 async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
     let store = ops.health.store_writable(ops.store.as_ref());
     let relay = ops.health.relay_ok();
+    let kanaal = ops.health.kanaal_problem();
+    let refusals = ops.health.refusals();
+    let ready = store && relay && kanaal.is_none() && refusals.is_empty();
+    let mut reasons = serde_json::Map::new();
+    if let Some(why) = &kanaal {
+        reasons.insert("kanaal_ready".into(), why.clone().into());
+    }
+    if !refusals.is_empty() {
+        let parties: serde_json::Map<String, serde_json::Value> = refusals
+            .iter()
+            .map(|(p, why)| (p.to_string(), why.clone().into()))
+            .collect();
+        reasons.insert("parties_accept".into(), parties.into());
+    }
     let depths = ops.store.depths();
     let body = serde_json::json!({
-        "status": if store && relay { "ready" } else { "not_ready" },
+        "status": if ready { "ready" } else { "not_ready" },
         "checks": {
             "store_writable": store,
             "relay_alive": relay,
+            "kanaal_ready": kanaal.is_none(),
+            "parties_accept": refusals.is_empty(),
         },
+        "reasons": reasons,
         "backlog": depths,
     });
-    if store && relay {
+    if ready {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

@@ -4,8 +4,8 @@
 use std::io::IsTerminal;
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 use tracing_subscriber::EnvFilter;
 
@@ -113,7 +113,13 @@ pub struct Metrics {
     pub dead_letters: IntGauge,
     pub quarantine: IntGauge,
     pub kanaal_ready: IntGauge,
+    pub kanaal_failures: IntCounterVec,
     pub jobs: IntCounterVec,
+    pub party_window: IntGaugeVec,
+    pub party_in_flight: IntGaugeVec,
+    pub party_rtt: GaugeVec,
+    pub party_circuit_open: IntGaugeVec,
+    pub party_circuit_opened: IntCounterVec,
     pub auth_successes: IntCounterVec,
     pub jwks_fetches: IntCounterVec,
 }
@@ -140,6 +146,11 @@ impl Metrics {
         };
         let gauge = |name: &str, help: &str| {
             let g = IntGauge::new(name, help).expect("metric");
+            registry.register(Box::new(g.clone())).expect("register");
+            g
+        };
+        let per_party = |name: &str, help: &str| {
+            let g = IntGaugeVec::new(Opts::new(name, help), &["party"]).expect("metric");
             registry.register(Box::new(g.clone())).expect("register");
             g
         };
@@ -196,7 +207,41 @@ impl Metrics {
                 "quarantined_callbacks",
                 "Callbacks that could not be processed",
             ),
-            kanaal_ready: gauge("nrc_kanaal_ready", "1 once the kanaal is known to exist"),
+            kanaal_ready: gauge(
+                "nrc_kanaal_ready",
+                "1 while the kanaal is known to exist; 0 before, and while it is being made again",
+            ),
+            kanaal_failures: counter(
+                "nrc_kanaal_failures_total",
+                "Failed kanaal checks and creations by the NRC's HTTP status (or unreachable)",
+                &["status"],
+            ),
+            party_window: per_party(
+                "party_window",
+                "Requests the adaptive window allows in flight towards the party",
+            ),
+            party_in_flight: per_party("party_in_flight", "Requests in flight towards the party"),
+            party_rtt: {
+                let g = GaugeVec::new(
+                    Opts::new(
+                        "party_rtt_seconds",
+                        "The party's round-trip time as the window's baseline (moving average)",
+                    ),
+                    &["party"],
+                )
+                .expect("metric");
+                registry.register(Box::new(g.clone())).expect("register");
+                g
+            },
+            party_circuit_open: per_party(
+                "party_circuit_open",
+                "1 while the party's circuit is open (down or refusing signrelay): only probes go",
+            ),
+            party_circuit_opened: counter(
+                "party_circuit_opened_total",
+                "Times the party's circuit opened (an outage or a refusal counts once)",
+                &["party"],
+            ),
             auth_successes: counter(
                 "auth_successes_total",
                 "Authenticated callers by surface and method",

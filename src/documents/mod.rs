@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use crate::event::Vendor;
 use crate::jobs::backoff::Backoff;
+use crate::jobs::pace::PaceSettings;
 use crate::jobs::{JobHandler, LaneSettings, Party};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -71,7 +72,7 @@ pub fn lane(
     );
     let settings = LaneSettings {
         party: Party::Drc,
-        concurrency: cfg.concurrency,
+        pace: PaceSettings::up_to(cfg.concurrency),
         // A turn reads, locks or writes a few documents; each call has its own bound.
         timeout: cfg.upload_timeout() * 2 + cfg.request_timeout() * 4,
         backoff: Backoff {

@@ -1,11 +1,9 @@
-//! Retry timing: exponential backoff with full jitter, and a shared pace gate so that a
-//! struggling NRC sees the whole relay slow down, not just the one delivery.
+//! Retry timing of one job: exponential backoff with full jitter. (How hard a lane presses on
+//! its party is `super::pace`'s.)
 
-use std::sync::Mutex;
 use std::time::Duration;
 
 use rand::Rng;
-use tokio::time::Instant;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Backoff {
@@ -25,52 +23,12 @@ impl Backoff {
         let ceil = self.ceiling(attempt).as_millis() as u64;
         Duration::from_millis(rand::rng().random_range(0..=ceil))
     }
-}
 
-/// Closes for a while after NRC trouble; every delivery waits for it to open.
-#[derive(Debug)]
-pub struct Pacer {
-    backoff: Backoff,
-    state: Mutex<PaceState>,
-}
-
-#[derive(Debug, Default)]
-struct PaceState {
-    failures: u32,
-    closed_until: Option<Instant>,
-}
-
-impl Pacer {
-    pub fn new(backoff: Backoff) -> Self {
-        Self {
-            backoff,
-            state: Mutex::new(PaceState::default()),
-        }
-    }
-
-    /// When deliveries may go again (`None`: now).
-    pub fn closed_until(&self) -> Option<Instant> {
-        let s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.closed_until.filter(|t| *t > Instant::now())
-    }
-
-    pub fn success(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.failures = 0;
-    }
-
-    /// A retryable failure: close for the NRC's `Retry-After` if it gave one, else for a
-    /// jittered backoff that grows with consecutive failures.
-    pub fn failure(&self, retry_after: Option<Duration>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.failures = s.failures.saturating_add(1);
-        let pause = retry_after
-            .map(|d| d.min(self.backoff.max))
-            .unwrap_or_else(|| self.backoff.delay(s.failures));
-        let until = Instant::now() + pause;
-        if s.closed_until.is_none_or(|t| t < until) {
-            s.closed_until = Some(until);
-        }
+    /// Half jitter: uniform in [ceiling / 2, ceiling], for a wait that must grow (a probe of
+    /// a party that is down) yet not fall in step with other instances'.
+    pub fn spread(&self, attempt: u32) -> Duration {
+        let ceil = self.ceiling(attempt).as_millis() as u64;
+        Duration::from_millis(rand::rng().random_range(ceil / 2..=ceil))
     }
 }
 
@@ -90,17 +48,5 @@ mod tests {
         for n in 1..20 {
             assert!(b.delay(n) <= b.ceiling(n));
         }
-    }
-
-    #[tokio::test]
-    async fn retry_after_closes_the_gate_for_that_long() {
-        let p = Pacer::new(Backoff {
-            initial: Duration::from_millis(10),
-            max: Duration::from_secs(60),
-        });
-        assert!(p.closed_until().is_none());
-        p.failure(Some(Duration::from_secs(5)));
-        let until = p.closed_until().expect("closed");
-        assert!(until >= Instant::now() + Duration::from_secs(4));
     }
 }

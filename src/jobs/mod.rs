@@ -9,6 +9,8 @@
 //! atomically, with the event's next step decided by `crate::rules`.
 
 pub mod backoff;
+pub mod circuit;
+pub mod pace;
 
 use std::time::Duration;
 
@@ -185,12 +187,20 @@ pub enum Attempt {
     /// Done. An event's job moves the event to its next step.
     Done(Done),
     /// Not now: try again later with backoff. `pause_party` when the remote party itself is in
-    /// trouble (5xx, 429, timeouts): the worker then pauses every job of that party, for
-    /// `retry_after` when the party said so.
+    /// trouble (5xx, 429, timeouts): the party's window shrinks, and failures in a row open
+    /// its circuit (`retry_after`, when the party said so, at once and for that long).
     Retry {
         error: String,
         retry_after: Option<Duration>,
         pause_party: bool,
+    },
+    /// The party refuses signrelay itself, not this job (401/403: credentials or rights): the
+    /// job stays queued however long that lasts, the party's circuit opens (probing at a
+    /// bounded interval), and readiness names the party's answer until it accepts again.
+    Hold {
+        reason: String,
+        status: Option<u16>,
+        body: Option<String>,
     },
     /// The party refused the job as it is: a dead letter with its answer.
     Refused {
@@ -339,8 +349,9 @@ pub trait JobHandler: Send + Sync {
 #[derive(Debug, Clone)]
 pub struct LaneSettings {
     pub party: Party,
-    /// Jobs of this party in flight at once.
-    pub concurrency: usize,
+    /// Jobs of this party in flight at once: an adaptive window between bounds, and the
+    /// bound of the circuit's probe interval.
+    pub pace: pace::PaceSettings,
     /// The longest one attempt may take, whatever the handler's own timeouts.
     pub timeout: Duration,
     pub backoff: backoff::Backoff,

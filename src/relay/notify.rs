@@ -1,15 +1,14 @@
 //! The NRC's job handler: runs the queue's `notify` jobs. It correlates an event with its
-//! registration (vendor transaction → zaak), builds the `Notificatie` and posts it; the worker
-//! owns retries, pacing and dead letters. The kanaal bootstrap runs before the NRC's lane.
+//! registration (vendor transaction → zaak), builds the `Notificatie` and posts it, and says
+//! whose fault a refusal is: one notificatie's (a dead letter), signrelay's connection as a
+//! whole (held: the job stays queued), or a kanaal the NRC lost (made again by
+//! `super::kanaal`). The worker owns retries, pacing and dead letters.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::watch;
 
-use crate::health::Health;
-use crate::jobs::backoff::Backoff;
+use super::kanaal::KanaalKeeper;
 use crate::jobs::{Attempt, Done, Job, JobHandler, Task};
 use crate::store::Store;
 use crate::zgw::{Notificatie, NrcClient, NrcError};
@@ -26,14 +25,21 @@ pub struct NotifyNrc {
     store: Arc<dyn Store>,
     nrc: Arc<NrcClient>,
     settings: RelaySettings,
+    kanaal: Arc<KanaalKeeper>,
 }
 
 impl NotifyNrc {
-    pub fn new(store: Arc<dyn Store>, nrc: Arc<NrcClient>, settings: RelaySettings) -> NotifyNrc {
+    pub fn new(
+        store: Arc<dyn Store>,
+        nrc: Arc<NrcClient>,
+        settings: RelaySettings,
+        kanaal: Arc<KanaalKeeper>,
+    ) -> NotifyNrc {
         NotifyNrc {
             store,
             nrc,
             settings,
+            kanaal,
         }
     }
 }
@@ -95,56 +101,30 @@ impl JobHandler for NotifyNrc {
                 retry_after,
                 pause_party: true,
             },
+            Err(NrcError::KanaalMissing { body }) => {
+                if self.kanaal.gone(&body) {
+                    local_retry("het NRC kent het kanaal niet; het wordt opnieuw aangemaakt".into())
+                } else {
+                    Attempt::Hold {
+                        reason: format!(
+                            "het NRC kent kanaal {} niet (nrc.ensure_kanaal staat uit)",
+                            self.settings.kanaal
+                        ),
+                        status: Some(400),
+                        body: Some(body),
+                    }
+                }
+            }
+            Err(NrcError::Refusing { status, body }) => Attempt::Hold {
+                reason: format!("NRC weigert signrelay ({status})"),
+                status: Some(status),
+                body: Some(body),
+            },
             Err(NrcError::Permanent { status, body }) => Attempt::Refused {
                 reason: format!("NRC weigerde de notificatie ({status})"),
                 status: Some(status),
                 body: Some(body),
             },
-        }
-    }
-}
-
-/// What the kanaal bootstrap needs.
-#[derive(Debug, Clone)]
-pub struct KanaalSettings {
-    pub kanaal: String,
-    pub documentatie_link: String,
-    pub filters: Vec<String>,
-    pub backoff: Backoff,
-}
-
-/// Retries the kanaal bootstrap until it works or the service stops. Returns false on stop.
-pub async fn ensure_kanaal(
-    nrc: &NrcClient,
-    k: &KanaalSettings,
-    health: &Health,
-    stop: &mut watch::Receiver<bool>,
-) -> bool {
-    let backoff = Backoff {
-        initial: k.backoff.initial,
-        max: k.backoff.max.min(Duration::from_secs(60)),
-    };
-    let mut attempt = 0;
-    loop {
-        health.relay_tick();
-        match nrc
-            .ensure_kanaal(&k.kanaal, &k.documentatie_link, &k.filters)
-            .await
-        {
-            Ok(state) => {
-                tracing::info!(kanaal = %k.kanaal, ?state, "kanaal ready");
-                return true;
-            }
-            Err(e) => {
-                attempt += 1;
-                tracing::warn!(kanaal = %k.kanaal, error = %e, attempt, "kanaal bootstrap failed; retrying");
-            }
-        }
-        let wait = backoff.delay(attempt).max(Duration::from_millis(100));
-        let wait = wait.min(Duration::from_secs(10));
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = stop.changed() => return false,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The worker: one lane per remote party. A lane reads its party's due jobs from the store,
-//! runs them through the party's handler with bounded concurrency and time, paces the party
-//! (a shared pause after trouble, `Retry-After` honoured), computes backoff and the give-up
-//! age, and hands the result to the store.
+//! runs them through the party's handler within a time bound, paces the party (an adaptive
+//! window of requests in flight, a circuit breaker that probes a party that is down or
+//! refusing signrelay; `Retry-After` honoured), computes backoff and the give-up age, and
+//! hands the result to the store.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -9,11 +10,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use tokio::sync::{watch, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{watch, Notify};
 use uuid::Uuid;
 
 use crate::health::Health;
-use crate::jobs::backoff::Pacer;
+use crate::jobs::circuit::{Change, Verdict};
+use crate::jobs::pace::{Pace, Started, Transition};
 use crate::jobs::{Attempt, Done, Job, JobHandler, JobResult, LaneSettings, Party};
 use crate::store::Store;
 use crate::telemetry::Metrics;
@@ -53,7 +55,7 @@ struct Lane {
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     wake: Arc<Notify>,
-    pacer: Pacer,
+    pace: Pace,
     /// Jobs read from the queue whose result is not recorded yet.
     in_flight: tokio::sync::Mutex<HashSet<Uuid>>,
 }
@@ -90,18 +92,23 @@ impl Worker {
         self.lanes.push((settings, handler));
     }
 
-    /// Starts every lane (each waits for its `ready` signal first, e.g. the NRC's kanaal
-    /// bootstrap) and the parked-event sweep. Each task ends once `stop` turns true and its
-    /// jobs in flight have recorded their result.
+    /// Starts every lane and the parked-event sweep. A lane with a gate runs jobs only while
+    /// its gate is open (the NRC's: while the kanaal exists). Each task ends once `stop` turns
+    /// true and its jobs in flight have recorded their result.
     pub fn start(
         self,
         stop: watch::Receiver<bool>,
-        mut ready: HashMap<Party, tokio::sync::oneshot::Receiver<bool>>,
+        mut gates: HashMap<Party, watch::Receiver<bool>>,
     ) -> Vec<tokio::task::JoinHandle<()>> {
         let mut tasks = Vec::new();
         for (settings, handler) in self.lanes {
             let lane = Arc::new(Lane {
-                pacer: Pacer::new(settings.backoff),
+                pace: Pace::new(
+                    settings.party,
+                    &settings.pace,
+                    settings.backoff,
+                    Some(&self.metrics),
+                ),
                 wake: self.wakers.of(settings.party),
                 settings,
                 handler,
@@ -110,16 +117,10 @@ impl Worker {
                 health: self.health.clone(),
                 in_flight: tokio::sync::Mutex::new(HashSet::new()),
             });
-            let ready = ready.remove(&lane.settings.party);
-            let stop = stop.clone();
-            tasks.push(tokio::spawn(async move {
-                if let Some(ready) = ready {
-                    if !ready.await.unwrap_or(false) {
-                        return;
-                    }
-                }
-                lane.run(stop).await
-            }));
+            let gate = gates
+                .remove(&lane.settings.party)
+                .unwrap_or_else(|| watch::channel(true).1);
+            tasks.push(tokio::spawn(lane.run(stop.clone(), gate)));
         }
         tasks.push(tokio::spawn(sweep_parked(
             self.store,
@@ -130,6 +131,21 @@ impl Worker {
         tasks
     }
 }
+
+/// A refusal as the log and readiness show it: the party's status and answer, short.
+fn refusal(reason: &str, status: Option<u16>, body: Option<&str>) -> String {
+    let mut s = reason.to_string();
+    if let Some(b) = body.map(str::trim).filter(|b| !b.is_empty()) {
+        let b: String = b.chars().take(REFUSAL_KEEP).collect();
+        s.push_str(&format!(": {b}"));
+    } else if let Some(st) = status {
+        s.push_str(&format!(" ({st})"));
+    }
+    s
+}
+
+/// Most of a party's answer kept in a refusal's log line and readiness.
+const REFUSAL_KEEP: usize = 500;
 
 async fn sweep_parked(
     store: Arc<dyn Store>,
@@ -165,32 +181,41 @@ async fn sweep_parked(
 }
 
 impl Lane {
-    async fn run(self: Arc<Self>, mut stop: watch::Receiver<bool>) {
+    async fn run(
+        self: Arc<Self>,
+        mut stop: watch::Receiver<bool>,
+        mut gate: watch::Receiver<bool>,
+    ) {
         let party = self.settings.party;
-        let permits = Arc::new(Semaphore::new(self.settings.concurrency));
         tracing::info!(
             party = party.as_str(),
-            concurrency = self.settings.concurrency,
+            concurrency_min = self.settings.pace.min,
+            concurrency_max = self.settings.pace.max,
             "job lane started"
         );
         while !*stop.borrow() {
             self.health.relay_tick();
-            if let Some(until) = self.pacer.closed_until() {
-                let until = until.min(tokio::time::Instant::now() + IDLE_POLL);
+            if !*gate.borrow_and_update() {
                 tokio::select! {
-                    _ = tokio::time::sleep_until(until) => {}
+                    _ = tokio::time::sleep(IDLE_POLL) => {}
+                    _ = gate.changed() => {}
                     _ = stop.changed() => {}
                 }
                 continue;
             }
-            let free = permits.available_permits();
-            if free == 0 {
-                tokio::select! {
-                    _ = permits.clone().acquire_owned() => {}
-                    _ = stop.changed() => {}
+            let free = match self.pace.admit() {
+                Ok(free) => free,
+                Err(until) => {
+                    let poll = tokio::time::Instant::now() + IDLE_POLL;
+                    let until = until.map_or(poll, |u| u.min(poll));
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(until) => {}
+                        _ = self.pace.changed() => {}
+                        _ = stop.changed() => {}
+                    }
+                    continue;
                 }
-                continue;
-            }
+            };
             let now = Utc::now();
             let fresh = match self.read_due(now, free).await {
                 Ok(f) => f,
@@ -223,15 +248,15 @@ impl Lane {
                 }
             }
             for job in fresh {
-                let permit = permits
-                    .clone()
-                    .acquire_owned()
-                    .await
-                    .expect("semaphore open");
+                // The circuit may have opened meanwhile: the job stays queued.
+                let Some(started) = self.pace.start() else {
+                    self.forget(std::slice::from_ref(&job)).await;
+                    continue;
+                };
                 let me = self.clone();
                 tokio::spawn(async move {
                     let id = job.id;
-                    let next_turn_now = me.run_one(job, permit).await;
+                    let next_turn_now = me.run_one(job, started).await;
                     me.in_flight.lock().await.remove(&id);
                     if next_turn_now {
                         me.wake.notify_one();
@@ -275,12 +300,12 @@ impl Lane {
         }
     }
 
-    /// One attempt. The permit bounds calls at the party, so it is released as soon as the
-    /// party has answered; recording the result (a group commit) does not hold it. True when
-    /// the job's next turn is due now.
-    async fn run_one(&self, job: Job, permit: OwnedSemaphorePermit) -> bool {
+    /// One attempt. Its place in the window is given back as soon as the party has
+    /// answered; recording the result (a group commit) does not hold it. True when the job's
+    /// next turn is due now.
+    async fn run_one(&self, job: Job, started: Started) -> bool {
         let party = self.settings.party;
-        let started = Instant::now();
+        let clock = Instant::now();
         let attempt = tokio::time::timeout(self.settings.timeout, self.handler.attempt(&job))
             .await
             .unwrap_or_else(|_| Attempt::Retry {
@@ -291,23 +316,40 @@ impl Lane {
                 retry_after: None,
                 pause_party: true,
             });
-        drop(permit);
-        let secs = started.elapsed().as_secs_f64();
-        let result = match attempt {
-            Attempt::Done(done) => {
-                self.pacer.success();
-                JobResult::Done(done)
+        let verdict = match &attempt {
+            Attempt::Done(_) | Attempt::Refused { .. } | Attempt::Contradicted { .. } => {
+                Verdict::Answered
             }
             Attempt::Retry {
                 error,
                 retry_after,
-                pause_party,
-            } => {
-                if pause_party {
-                    self.pacer.failure(retry_after);
-                }
-                self.retry(&job, error)
-            }
+                pause_party: true,
+            } => Verdict::Failed {
+                retry_after: *retry_after,
+                cause: error.clone(),
+            },
+            Attempt::Retry { .. } | Attempt::Park => Verdict::Neutral,
+            Attempt::Hold {
+                reason,
+                status,
+                body,
+            } => Verdict::Refusing {
+                reason: refusal(reason, *status, body.as_deref()),
+            },
+        };
+        if let Some(t) = self.pace.finish(started, verdict) {
+            self.transition(t);
+        }
+        let secs = clock.elapsed().as_secs_f64();
+        let result = match attempt {
+            Attempt::Done(done) => JobResult::Done(done),
+            Attempt::Retry {
+                error, pause_party, ..
+            } => self.retry(&job, error, pause_party),
+            Attempt::Hold { reason, .. } => JobResult::Retry {
+                due: self.due_after(&job, true),
+                error: reason,
+            },
             Attempt::Refused {
                 reason,
                 status,
@@ -318,10 +360,7 @@ impl Lane {
                 body,
             },
             Attempt::Park => JobResult::Park,
-            Attempt::Contradicted { reason } => {
-                self.pacer.success();
-                JobResult::Contradicted { reason }
-            }
+            Attempt::Contradicted { reason } => JobResult::Contradicted { reason },
         };
         self.count(&job, &result, secs);
         // A step that goes in turns runs its next one as soon as this one is recorded.
@@ -336,8 +375,38 @@ impl Lane {
         next_turn_now
     }
 
+    /// Says once per change of the party's circuit what happened; readiness follows a
+    /// refusal of signrelay.
+    fn transition(&self, t: Transition) {
+        let party = self.settings.party.as_str();
+        let cause = t.cause.as_deref().unwrap_or("");
+        match t.change {
+            Change::Opened { .. } if t.refusal.is_some() => {
+                tracing::error!(
+                    party,
+                    answer = cause,
+                    "the party refuses signrelay; its jobs wait, probing until it accepts"
+                )
+            }
+            Change::Opened { first: true } => {
+                tracing::warn!(
+                    party,
+                    cause,
+                    "party unreachable; its jobs wait, probing until it answers"
+                )
+            }
+            Change::Opened { first: false } => {
+                tracing::warn!(party, cause, "party still unreachable, for another reason")
+            }
+            Change::StillOpen => tracing::debug!(party, cause, "probe failed"),
+            Change::Closed => tracing::info!(party, "party answers again; resuming"),
+        }
+        self.health
+            .party_refusal(self.settings.party, t.refusal.clone());
+    }
+
     /// Next attempt with backoff, or the dead letters once the job is too old.
-    fn retry(&self, job: &Job, error: String) -> JobResult {
+    fn retry(&self, job: &Job, error: String, party_failed: bool) -> JobResult {
         let age = (Utc::now() - job.first_queued_at)
             .to_std()
             .unwrap_or_default();
@@ -348,11 +417,21 @@ impl Lane {
                 body: None,
             };
         }
-        let delay = self.settings.backoff.delay(job.attempts + 1);
         JobResult::Retry {
-            due: Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default(),
+            due: self.due_after(job, party_failed),
             error,
         }
+    }
+
+    /// When a failed job is due again. When the party failed, the circuit paces the party,
+    /// so the job waits no longer than a probe interval: once the party is back, the jobs
+    /// are due.
+    fn due_after(&self, job: &Job, party_failed: bool) -> chrono::DateTime<Utc> {
+        let mut delay = self.settings.backoff.delay(job.attempts + 1);
+        if party_failed {
+            delay = delay.min(self.settings.pace.probe_max);
+        }
+        Utc::now() + chrono::Duration::from_std(delay).unwrap_or_default()
     }
 
     fn count(&self, job: &Job, result: &JobResult, secs: f64) {

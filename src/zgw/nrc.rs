@@ -27,9 +27,51 @@ pub enum NrcError {
         retry_after: Option<Duration>,
         message: String,
     },
-    /// The NRC will keep refusing this request as it is.
+    /// The NRC refuses signrelay itself, or is not where signrelay sends to (401, 403, 404,
+    /// 405, …): no fault of this request, and the same for every other one.
+    #[error("NRC answered {status}")]
+    Refusing { status: u16, body: String },
+    /// The NRC does not know the kanaal (a 400 naming `kanaal`: removed, or a database
+    /// restored without it).
+    #[error("NRC does not know the kanaal")]
+    KanaalMissing { body: String },
+    /// The NRC will keep refusing this request as it is (400 with field errors, 409, 413,
+    /// 422).
     #[error("NRC answered {status}")]
     Permanent { status: u16, body: String },
+}
+
+/// Most of an NRC answer shown in the log and in readiness.
+const ANSWER_SHOWN: usize = 500;
+
+impl NrcError {
+    /// The NRC's status and answer, short, for the log and readiness (the NRC's answers
+    /// hold no secrets of signrelay's; its own request is not shown).
+    pub fn describe(&self) -> String {
+        let (status, body) = match self {
+            NrcError::Retryable { message, .. } => return message.clone(),
+            NrcError::KanaalMissing { body } => (400, body),
+            NrcError::Refusing { status, body } | NrcError::Permanent { status, body } => {
+                (*status, body)
+            }
+        };
+        let body = body.trim();
+        if body.is_empty() {
+            format!("NRC answered {status}")
+        } else {
+            let shown: String = body.chars().take(ANSWER_SHOWN).collect();
+            format!("NRC answered {status}: {shown}")
+        }
+    }
+
+    /// The NRC's HTTP status, if it answered.
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            NrcError::Retryable { status, .. } => *status,
+            NrcError::KanaalMissing { .. } => Some(400),
+            NrcError::Refusing { status, .. } | NrcError::Permanent { status, .. } => Some(*status),
+        }
+    }
 }
 
 /// Estimates the NRC's clock from its `Date` headers (whole seconds).
@@ -116,7 +158,12 @@ impl NrcClient {
             // Perhaps our token aged out at the NRC: sign a new one for the next try.
             self.jwt.invalidate();
         }
-        Err(classify(status, resp.headers().clone(), resp).await)
+        match classify(status, resp.headers().clone(), resp).await {
+            NrcError::Permanent { status: 400, body } if names_kanaal(&body) => {
+                Err(NrcError::KanaalMissing { body })
+            }
+            other => Err(other),
+        }
     }
 
     /// Makes sure the kanaal exists: `GET /kanaal?naam=`, then `POST /kanaal` if missing. A
@@ -220,9 +267,20 @@ async fn classify(status: StatusCode, headers: HeaderMap, resp: reqwest::Respons
             retry_after: retry_after(&headers),
             message: format!("NRC answered {code}"),
         }
-    } else {
+    } else if matches!(code, 400 | 409 | 413 | 422) {
         NrcError::Permanent { status: code, body }
+    } else {
+        NrcError::Refusing { status: code, body }
     }
+}
+
+/// A problem body whose field errors name the kanaal: Open Notificaties' answer for a kanaal
+/// it does not have (`invalidParams: [{name: "kanaal", code: "message_kanaal"}]`).
+fn names_kanaal(body: &str) -> bool {
+    serde_json::from_str::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("invalidParams").and_then(|p| p.as_array()).cloned())
+        .is_some_and(|params| params.iter().any(|p| p["name"] == "kanaal"))
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -246,6 +304,15 @@ mod tests {
         assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
         h.insert(RETRY_AFTER, "soon".parse().unwrap());
         assert_eq!(retry_after(&h), None);
+    }
+
+    #[test]
+    fn a_problem_naming_the_kanaal_is_told_apart() {
+        let gone = r#"{"code":"invalid","invalidParams":[{"name":"kanaal","code":"message_kanaal","reason":"Kanaal met deze naam bestaat niet."}]}"#;
+        assert!(names_kanaal(gone));
+        let field = r#"{"code":"invalid","invalidParams":[{"name":"kenmerken","code":"kenmerken_inconsistent","reason":"…"}]}"#;
+        assert!(!names_kanaal(field));
+        assert!(!names_kanaal("kanaal"));
     }
 
     #[test]

@@ -524,8 +524,10 @@ async fn pending_verifications_survive_sigkill() {
             .unwrap();
         assert_eq!((s, result.as_str()), (200, "recorded"), "{id}");
     }
+    // The platform is down: after a few failures in a row its circuit opens and only probes
+    // go, so not every verification is tried before the kill.
     let asked = eventually(Duration::from_secs(10), || {
-        (pki.calls().iter().filter(|c| c.kind == "request").count() >= N).then_some(())
+        (pki.calls().iter().filter(|c| c.kind == "request").count() >= 3).then_some(())
     })
     .await;
     assert!(asked.is_some(), "verifications were not attempted");

@@ -42,6 +42,7 @@ pub fn test_config(store: &Path, nrc_url: &str) -> Config {
     cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());
     cfg.relay.backoff_initial_ms = 20;
     cfg.relay.backoff_max_secs = 1;
+    cfg.relay.probe_interval_max_secs = 1;
     cfg.relay.timeout_secs = 2;
     cfg.admin.auth = AuthConfig::ApiKey {
         header: "X-Api-Key".into(),
@@ -280,6 +281,7 @@ secret = {secret}
 [relay]
 backoff_initial_ms = 20
 backoff_max_secs = 1
+probe_interval_max_secs = 1
 timeout_secs = {relay_timeout_secs}
 concurrency = {relay_concurrency}
 

@@ -319,7 +319,12 @@ async fn missing_kanaal_is_created_before_the_first_delivery() {
         .unwrap();
     assert!(nrc.kanalen().is_empty());
     let dir = tempfile::tempdir().unwrap();
-    let mut app = spawn_on(test_config(&dir.path().join("store"), &nrc.url), nrc).await;
+    let mut cfg = test_config(&dir.path().join("store"), &nrc.url);
+    // The NRC fetches the kanaal's documentation page from signrelay.
+    let port = free_port();
+    cfg.server.listen = format!("127.0.0.1:{port}").parse().unwrap();
+    cfg.server.public_url = format!("http://127.0.0.1:{port}");
+    let mut app = spawn_on(cfg, nrc).await;
     app.dir = Some(dir);
 
     register_ok(&app, "env-k", "zaak-k").await;
@@ -647,14 +652,24 @@ async fn health_and_readiness() {
     assert_eq!(r.status().as_u16(), 200);
     assert_eq!(r.json::<Value>().await.unwrap(), json!({"status": "ok"}));
 
-    let r = app.client.get(app.url("/readyz")).send().await.unwrap();
-    assert_eq!(r.status().as_u16(), 200);
-    let v: Value = r.json().await.unwrap();
+    // Ready once the kanaal is known to exist.
+    let deadline = Instant::now() + WAIT;
+    let v: Value = loop {
+        let r = app.client.get(app.url("/readyz")).send().await.unwrap();
+        let status = r.status().as_u16();
+        let v: Value = r.json().await.unwrap();
+        if status == 200 || Instant::now() > deadline {
+            assert_eq!(status, 200, "{v}");
+            break v;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!(v["status"], "ready");
     assert_eq!(
         v["checks"],
-        json!({"store_writable": true, "relay_alive": true})
+        json!({"store_writable": true, "relay_alive": true, "kanaal_ready": true, "parties_accept": true})
     );
+    assert_eq!(v["reasons"], json!({}));
     assert_eq!(
         v["backlog"],
         json!({"outbox": 0, "parked": 0, "dead_letters": 0, "quarantine": 0})

@@ -16,6 +16,7 @@ use actix_web::web;
 use crate::auth::AuthConfig;
 use crate::event::{TransactionId, Vendor};
 use crate::jobs::backoff::Backoff;
+use crate::jobs::pace::PaceSettings;
 use crate::jobs::{JobHandler, LaneSettings, Party};
 use crate::vendors::receive::receive;
 use crate::vendors::seam::{Connector, Settings, VendorSection, Wiring};
@@ -136,7 +137,7 @@ impl VendorSection for PkisigningConfig {
             Some((
                 LaneSettings {
                     party: Party::Vendor(Vendor::Pkisigning),
-                    concurrency: self.concurrency,
+                    pace: PaceSettings::up_to(self.concurrency),
                     // A token and the request itself, each within its own timeout.
                     timeout: self.timeout() * 2 + Duration::from_secs(1),
                     backoff: Backoff {

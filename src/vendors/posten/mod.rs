@@ -22,6 +22,7 @@ use actix_web::web;
 use crate::auth::AuthConfig;
 use crate::event::Vendor;
 use crate::jobs::backoff::Backoff;
+use crate::jobs::pace::PaceSettings;
 use crate::jobs::{JobHandler, LaneSettings, Party, Task};
 use crate::vendors::seam::{Connector, Settings, VendorSection, Wiring};
 use config::PostenConfig;
@@ -137,7 +138,7 @@ impl VendorSection for PostenConfig {
             }),
             lane: LaneSettings {
                 party: Party::Vendor(Vendor::Posten),
-                concurrency: self.concurrency,
+                pace: PaceSettings::up_to(self.concurrency),
                 timeout: self.timeout() + Duration::from_secs(1),
                 backoff: Backoff {
                     initial: Duration::from_millis(self.backoff_initial_ms),

@@ -18,6 +18,7 @@ use crate::auth::{AuthConfig, AuthFailure};
 use crate::bounds::within;
 use crate::event::{dedup_key, FollowUp, Outcome, TransactionId, Vendor};
 use crate::jobs::backoff::Backoff;
+use crate::jobs::pace::PaceSettings;
 use crate::jobs::{Attempt, Done, Job, JobHandler, LaneSettings, Party, Task};
 use crate::vendors::receive::{receive, Answers, Callback, Inlet, Parsed, Surface};
 use crate::vendors::seam::{Connector, Settings, VendorSection, Wiring};
@@ -128,7 +129,7 @@ impl VendorSection for ThrowawayConfig {
             }),
             lane: LaneSettings {
                 party: Party::Vendor(Vendor::Throwaway),
-                concurrency: 2,
+                pace: PaceSettings::up_to(2),
                 timeout: Duration::from_secs(5),
                 backoff: Backoff {
                     initial: Duration::from_millis(self.backoff_initial_ms),
