@@ -12,7 +12,7 @@ use actix_web::{App, HttpServer};
 use tokio::sync::watch;
 
 use crate::admin::AdminApi;
-use crate::config::{scaled, Config};
+use crate::config::{scaled, Backend, Config};
 use crate::health::Health;
 use crate::http::body::BodyLimits;
 use crate::intake::Intake;
@@ -23,7 +23,7 @@ use crate::relay::kanaal_page::KanaalPage;
 use crate::relay::worker::{Wakers, Worker};
 use crate::relay::{KanaalKeeper, KanaalSettings, NotifyNrc, RelaySettings};
 use crate::rules::Policy;
-use crate::store::{SledStore, Store, StoreOptions};
+use crate::store::{PgOptions, PgStore, SledStore, Store, StoreOptions};
 use crate::telemetry::Metrics;
 use crate::vendors::{self, Wiring};
 use crate::zgw::nrc::NrcClient;
@@ -36,29 +36,106 @@ pub struct Application {
     tasks: Vec<tokio::task::JoinHandle<()>>,
     /// The job queue's lanes: awaited at shutdown so that jobs in flight record their result.
     workers: Vec<tokio::task::JoinHandle<()>>,
-    store: Arc<SledStore>,
-    writer: std::thread::JoinHandle<()>,
+    store: Backing,
+}
+
+/// The store as the application closes it.
+enum Backing {
+    Sled {
+        store: Arc<SledStore>,
+        writer: std::thread::JoinHandle<()>,
+    },
+    Postgres(Arc<PgStore>),
+}
+
+/// Opens the configured backend.
+async fn open_store(config: &Config, metrics: &Arc<Metrics>) -> anyhow::Result<Backing> {
+    let policy = Policy {
+        relay_progress: config.relay.relay_progress,
+        upload_documents: crate::rules::VendorSet::of(config.uploading()),
+    };
+    Ok(match config.store.backend {
+        Backend::Sled => {
+            let (store, writer) = SledStore::open(
+                &config.store.path,
+                StoreOptions {
+                    policy,
+                    max_group: config.store.max_group,
+                    min_free_bytes: config.store.min_free_bytes(),
+                    cache_bytes: config.store.cache_bytes(),
+                    ..StoreOptions::default()
+                },
+                Some(metrics.clone()),
+            )?;
+            Backing::Sled {
+                store: Arc::new(store),
+                writer,
+            }
+        }
+        Backend::Postgres => {
+            std::fs::create_dir_all(&config.store.path)?;
+            Backing::Postgres(Arc::new(
+                PgStore::open(
+                    &config.store.postgres,
+                    PgOptions {
+                        policy,
+                        lease: Duration::from_secs(config.store.postgres.lease_secs),
+                        scratch: config.store.path.clone(),
+                        min_free_bytes: config.store.min_free_bytes(),
+                    },
+                )
+                .await?,
+            ))
+        }
+    })
+}
+
+impl Backing {
+    fn store(&self) -> Arc<dyn Store> {
+        match self {
+            Backing::Sled { store, .. } => store.clone(),
+            Backing::Postgres(store) => store.clone(),
+        }
+    }
+
+    /// Closes the store once nothing uses it any more.
+    async fn close(self) -> anyhow::Result<()> {
+        match self {
+            Backing::Sled { store, writer } => {
+                drop(store);
+                // Every acknowledged write is already durable; this only waits for the last
+                // group.
+                let joined = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    tokio::task::spawn_blocking(move || writer.join()),
+                )
+                .await;
+                match joined {
+                    Ok(Ok(Ok(()))) => tracing::info!("store closed"),
+                    Ok(_) => anyhow::bail!("store writer panicked"),
+                    Err(_) => {
+                        tracing::warn!("store writer still referenced at shutdown; leaving it")
+                    }
+                }
+            }
+            Backing::Postgres(store) => {
+                // Jobs read but not run go to the other instances at once.
+                match store.release_leases().await {
+                    Ok(n) => tracing::info!(released = n, "store closed"),
+                    Err(e) => tracing::warn!(error = %e, "cannot release job leases; they run out"),
+                }
+                store.pool().close().await;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Application> {
         let metrics = Arc::new(Metrics::new());
-        let (store, writer) = SledStore::open(
-            &config.store.path,
-            StoreOptions {
-                policy: Policy {
-                    relay_progress: config.relay.relay_progress,
-                    upload_documents: crate::rules::VendorSet::of(config.uploading()),
-                },
-                max_group: config.store.max_group,
-                min_free_bytes: config.store.min_free_bytes(),
-                cache_bytes: config.store.cache_bytes(),
-                ..StoreOptions::default()
-            },
-            Some(metrics.clone()),
-        )?;
-        let store = Arc::new(store);
-        let dyn_store: Arc<dyn Store> = store.clone();
+        let store = open_store(&config, &metrics).await?;
+        let dyn_store = store.store();
         let health = Health::new(config.relay.enabled);
         let wakers = Wakers::default();
         let (stop, stop_rx) = watch::channel(false);
@@ -291,7 +368,12 @@ impl Application {
         }
         let server = server.listen(listener)?.run();
         tasks.extend(kanaal_keeper.map(tokio::spawn));
-        tracing::info!(port, store = %config.store.path.display(), "signrelay listening");
+        tracing::info!(
+            port,
+            backend = ?config.store.backend,
+            store = %config.store.path.display(),
+            "signrelay listening"
+        );
         Ok(Application {
             server,
             port,
@@ -299,7 +381,6 @@ impl Application {
             tasks,
             workers,
             store,
-            writer,
         })
     }
 
@@ -321,7 +402,6 @@ impl Application {
             tasks,
             workers,
             store,
-            writer,
             ..
         } = self;
         server.await?;
@@ -336,19 +416,7 @@ impl Application {
             t.abort();
             let _ = t.await;
         }
-        drop(store);
-        // Every acknowledged write is already durable; this only waits for the last group.
-        let joined = tokio::time::timeout(
-            Duration::from_secs(10),
-            tokio::task::spawn_blocking(move || writer.join()),
-        )
-        .await;
-        match joined {
-            Ok(Ok(Ok(()))) => tracing::info!("store closed"),
-            Ok(_) => anyhow::bail!("store writer panicked"),
-            Err(_) => tracing::warn!("store writer still referenced at shutdown; leaving it"),
-        }
-        Ok(())
+        store.close().await
     }
 }
 

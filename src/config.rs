@@ -66,7 +66,12 @@ pub struct ServerConfig {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StoreConfig {
-    /// Directory of the embedded sled database and the large-payload archive.
+    /// Where the state lives: `sled` (embedded, one instance) or `postgres` (several
+    /// instances on one database).
+    pub backend: Backend,
+    /// Directory of the embedded sled database and the large-payload archive; with
+    /// `postgres`, this instance's scratch space (large bodies spooled while they arrive,
+    /// signed files staged for the DRC), never state.
     pub path: PathBuf,
     /// Delivered (or never relayed) events and their raw payloads, and quarantine entries, are
     /// purged after this age; 0 purges them at the purge after they end. At most 36 500.
@@ -81,7 +86,67 @@ pub struct StoreConfig {
     pub min_free_mib: u64,
     /// Memory for the store's page cache, MiB.
     pub cache_mib: u64,
+    pub postgres: PostgresConfig,
 }
+
+/// The store's backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    #[default]
+    Sled,
+    Postgres,
+}
+
+/// `[store.postgres]`: the shared store of several instances.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PostgresConfig {
+    /// `postgres://user:password@host:5432/database?…`, as libpq takes it.
+    pub url: Secret,
+    /// Connections this instance keeps open at most.
+    pub pool_size: u32,
+    /// A statement running longer than this is cancelled (the request is told to retry).
+    pub statement_timeout_ms: u64,
+    /// Waiting for a connection (from the pool, or a new one) longer than this fails.
+    pub connect_timeout_secs: u64,
+    /// libpq's `sslmode`: disable, allow, prefer, require, verify-ca, verify-full; unset
+    /// takes the URL's (libpq's default: prefer).
+    pub sslmode: Option<String>,
+    /// libpq's `sslrootcert`: the CA certificate (PEM) that verify-ca/verify-full trust.
+    pub root_cert: Option<PathBuf>,
+    /// Apply the embedded migrations at start (one instance at a time); off, run
+    /// `signrelay migrate --config F` as a deployment step first.
+    pub migrate: bool,
+    /// How long a claimed job stays claimed without its instance renewing the claim; after
+    /// that another instance takes it over (and may run it a second time).
+    pub lease_secs: u64,
+}
+
+impl Default for PostgresConfig {
+    fn default() -> Self {
+        Self {
+            url: Secret::env("SIGNRELAY_POSTGRES_URL"),
+            pool_size: 16,
+            statement_timeout_ms: 10_000,
+            connect_timeout_secs: 5,
+            sslmode: None,
+            root_cert: None,
+            migrate: true,
+            lease_secs: 30,
+        }
+    }
+}
+
+/// libpq's sslmode values.
+pub const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -156,6 +221,8 @@ impl Default for ServerConfig {
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
+            backend: Backend::Sled,
+            postgres: PostgresConfig::default(),
             path: PathBuf::from("./signrelay-data"),
             retention_days: 30,
             purge_interval_secs: 3600,
@@ -387,6 +454,9 @@ impl Config {
         if r.concurrency_min > r.concurrency {
             errs.push("relay.concurrency_min must be <= relay.concurrency".into());
         }
+        if st.backend == Backend::Postgres {
+            errs.extend(st.postgres.validate());
+        }
         if r.backoff_initial_ms > r.backoff_max_secs.saturating_mul(1000) {
             errs.push("relay.backoff_initial_ms must be <= relay.backoff_max_secs".into());
         }
@@ -427,6 +497,7 @@ impl Config {
     pub fn redacted(&self) -> serde_json::Value {
         let mut v = serde_json::to_value(self).expect("config serializes");
         v["nrc"]["secret"] = self.nrc.secret.redacted();
+        v["store"]["postgres"]["url"] = self.store.postgres.url.redacted();
         v["drc"] = self.drc.redacted();
         v["admin"]["auth"] = self.admin.auth.redacted();
         for (name, section) in Sections::names().into_iter().zip(self.vendors.all()) {
@@ -472,6 +543,58 @@ impl ServerConfig {
             bytes: self.body_min_rate_kib.saturating_mul(1024),
             window: Duration::from_secs(self.body_rate_window_secs),
         }
+    }
+}
+
+impl PostgresConfig {
+    fn validate(&self) -> Vec<String> {
+        let mut errs = Vec::new();
+        match self.url.resolve() {
+            Ok(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {}
+            Ok(_) => errs.push("store.postgres.url is not a postgres:// URL".into()),
+            Err(e) => errs.push(format!("store.postgres.url: {e}")),
+        }
+        if let Some(m) = &self.sslmode {
+            if !SSL_MODES.contains(&m.as_str()) {
+                errs.push(format!(
+                    "store.postgres.sslmode = {m:?}: expected one of {}",
+                    SSL_MODES.join(", ")
+                ));
+            }
+        }
+        if let Some(c) = &self.root_cert {
+            if !c.is_file() {
+                errs.push(format!(
+                    "store.postgres.root_cert {} is not a file",
+                    c.display()
+                ));
+            }
+        }
+        within(
+            &mut errs,
+            "store.postgres.pool_size",
+            u64::from(self.pool_size),
+            1..=1000,
+        );
+        within(
+            &mut errs,
+            "store.postgres.statement_timeout_ms",
+            self.statement_timeout_ms,
+            100..=3_600_000,
+        );
+        within(
+            &mut errs,
+            "store.postgres.connect_timeout_secs",
+            self.connect_timeout_secs,
+            1..=600,
+        );
+        within(
+            &mut errs,
+            "store.postgres.lease_secs",
+            self.lease_secs,
+            2..=3600,
+        );
+        errs
     }
 }
 

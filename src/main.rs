@@ -6,8 +6,9 @@ use std::sync::Arc;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use signrelay::app::Application;
 use signrelay::auth::{AuthConfig, SurfaceAuth};
+use signrelay::config::Backend;
 use signrelay::config::Config;
-use signrelay::store::{EventQuery, SledStore, Store, StoreOptions};
+use signrelay::store::{EventQuery, PgOptions, PgStore, SledStore, Store, StoreOptions};
 use signrelay::vendors::Sections;
 
 #[derive(Parser)]
@@ -63,6 +64,12 @@ enum Command {
     },
     /// Callbacks that could not be processed (reads the store of a stopped instance).
     Quarantine {
+        #[arg(long, short, env = "SIGNRELAY_CONFIG")]
+        config: PathBuf,
+    },
+    /// Applies the PostgreSQL store's schema migrations (`store.backend = "postgres"`), one
+    /// instance at a time; a deployment step before the new version's instances start.
+    Migrate {
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
     },
@@ -203,7 +210,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             state,
             limit,
         } => {
-            let (store, _) = open_offline(&config)?;
+            let (store, _) = open_offline(&config).await?;
             let q = EventQuery {
                 vendor: match vendor {
                     Some(v) => Some(
@@ -229,8 +236,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Migrate { config } => {
+            let cfg = Config::load_unvalidated(Some(&config))?;
+            if cfg.store.backend != Backend::Postgres {
+                anyhow::bail!("store.backend is not \"postgres\": sled needs no migrations");
+            }
+            let pool = signrelay::store::postgres::schema::pool(&cfg.store.postgres)?;
+            let applied = signrelay::store::postgres::migrate(&pool).await?;
+            let latest = signrelay::store::postgres::MIGRATIONS
+                .last()
+                .map_or(0, |m| m.version);
+            match applied.as_slice() {
+                [] => eprintln!("the schema is up to date (version {latest})"),
+                v => eprintln!("applied migrations {v:?}; the schema is at version {latest}"),
+            }
+            Ok(())
+        }
         Command::Quarantine { config } => {
-            let (store, _) = open_offline(&config)?;
+            let (store, _) = open_offline(&config).await?;
             for q in store.quarantined().await? {
                 println!("{}", serde_json::to_string(&q)?);
             }
@@ -238,14 +261,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Dlq { action } => match action {
             DlqAction::List { config } => {
-                let (store, _) = open_offline(&config)?;
+                let (store, _) = open_offline(&config).await?;
                 for d in store.dead_letters().await? {
                     println!("{}", serde_json::to_string(&d.view())?);
                 }
                 Ok(())
             }
             DlqAction::Replay { config, id, all } => {
-                let (store, _) = open_offline(&config)?;
+                let (store, _) = open_offline(&config).await?;
                 let ids: Vec<uuid::Uuid> = match (id, all) {
                     (Some(id), _) => vec![id],
                     (None, true) => store
@@ -419,11 +442,29 @@ async fn jwt_explain(
     Ok(())
 }
 
-/// Opens the store of a stopped instance; a running one holds its lock.
-fn open_offline(
+/// Opens the store for an offline command: sled's of a stopped instance (a running one holds
+/// its lock), or the shared PostgreSQL store (running instances may go on).
+async fn open_offline(
     config: &std::path::Path,
-) -> anyhow::Result<(Arc<SledStore>, std::thread::JoinHandle<()>)> {
+) -> anyhow::Result<(Arc<dyn Store>, Option<std::thread::JoinHandle<()>>)> {
     let cfg = Config::load_unvalidated(Some(config))?;
+    if cfg.store.backend == Backend::Postgres {
+        let pg = cfg.store.postgres.clone();
+        let store = PgStore::open(
+            &signrelay::config::PostgresConfig {
+                migrate: false,
+                ..pg
+            },
+            PgOptions {
+                policy: Default::default(),
+                lease: std::time::Duration::from_secs(cfg.store.postgres.lease_secs),
+                scratch: std::env::temp_dir().join(format!("signrelay-{}", std::process::id())),
+                min_free_bytes: 0,
+            },
+        )
+        .await?;
+        return Ok((Arc::new(store), None));
+    }
     let (store, writer) = SledStore::open(&cfg.store.path, StoreOptions::default(), None)
         .map_err(|e| match e {
             signrelay::store::StoreError::Locked(p) => anyhow::anyhow!(
@@ -431,5 +472,5 @@ fn open_offline(
             ),
             other => anyhow::anyhow!(other),
         })?;
-    Ok((Arc::new(store), writer))
+    Ok((Arc::new(store), Some(writer)))
 }

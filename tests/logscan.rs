@@ -8,6 +8,9 @@
 #[path = "api/helpers.rs"]
 mod helpers;
 
+/// The log scan runs on the embedded store.
+pub const BACKEND: signrelay::config::Backend = signrelay::config::Backend::Sled;
+
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

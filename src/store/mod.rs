@@ -5,7 +5,10 @@
 //! `crate::rules`, the same for every backend.
 
 mod archive;
+#[cfg(test)]
+mod fixtures;
 mod keys;
+pub mod postgres;
 mod sled_store;
 mod spool;
 pub mod writer;
@@ -21,6 +24,7 @@ use crate::jobs::{DeadLetter, Job, JobResult, Party};
 use crate::registry::Registration;
 use crate::rules::TerminalOutcome;
 
+pub use postgres::{PgOptions, PgStore};
 pub use sled_store::{SledStore, StoreOptions};
 pub use spool::{Spool, Spooled, Spooler};
 
@@ -82,6 +86,69 @@ pub struct QuarantineEntry {
     /// The same payload quarantined again (a vendor retrying) is kept once.
     #[serde(default)]
     pub dedup_key: String,
+}
+
+impl QuarantineEntry {
+    /// The entry of a callback its vendor contradicted: the event's own archived payload.
+    pub fn contradicted(event: &SigningEvent, reason: String) -> QuarantineEntry {
+        QuarantineEntry {
+            id: Uuid::now_v7(),
+            vendor: event.vendor,
+            surface: event.surface.clone(),
+            received_at: event.received_at,
+            reason,
+            archive_id: event.archive_id,
+            caller: event.caller.clone(),
+            dedup_key: format!("contradicted/{}", event.id),
+        }
+    }
+}
+
+/// A new callback as the store keeps it, before the rules set its relay state.
+fn new_record(new: NewEvent, id: Uuid, archive_id: Uuid, now: DateTime<Utc>) -> SigningEvent {
+    SigningEvent {
+        id,
+        vendor: new.vendor,
+        transaction_id: new.transaction_id,
+        outcome: new.outcome,
+        occurred_at: new.occurred_at,
+        received_at: now,
+        surface: new.surface.to_string(),
+        dedup_key: new.dedup_key,
+        archive_id,
+        documents: new.documents,
+        caller: new.caller,
+        relay: crate::event::RelayState::Parked,
+    }
+}
+
+/// The dead letter of `job` with the party's answer, naming its event's vendor and
+/// transaction when the event still exists.
+fn dead_letter_of(
+    job: Job,
+    event: Option<&SigningEvent>,
+    at: DateTime<Utc>,
+    attempts: u32,
+    reason: String,
+    status: Option<u16>,
+    body: Option<String>,
+) -> DeadLetter {
+    let vendor = match (event, &job.task) {
+        (Some(e), _) => Some(e.vendor),
+        (None, crate::jobs::Task::Vendor(v)) => Some(v.vendor),
+        (None, _) => None,
+    };
+    DeadLetter {
+        event_id: job.task.event_id(),
+        vendor,
+        transaction_id: event.map(|e| e.transaction_id.clone()),
+        at,
+        reason,
+        attempts,
+        status,
+        body,
+        job,
+    }
 }
 
 #[derive(Debug, Clone, Default)]

@@ -500,20 +500,7 @@ fn record_in(
             }),
         );
     }
-    let event = SigningEvent {
-        id,
-        vendor: new.vendor,
-        transaction_id: new.transaction_id,
-        outcome: new.outcome,
-        occurred_at: new.occurred_at,
-        received_at: now,
-        surface: new.surface.to_string(),
-        dedup_key: new.dedup_key,
-        archive_id,
-        documents: new.documents,
-        caller: new.caller,
-        relay: RelayState::Parked,
-    };
+    let event = super::new_record(new, id, archive_id, now);
     s.insert(dkey, id.as_bytes().to_vec());
     s.insert(keys::payload(archive_id), encoded);
     s.insert(
@@ -542,22 +529,15 @@ fn dead_letter(
         },
         None => None,
     };
-    let vendor = match (&event, &job.task) {
-        (Some(e), _) => Some(e.vendor),
-        (None, Task::Vendor(v)) => Some(v.vendor),
-        (None, Task::Notify { .. } | Task::Documents { .. }) => None,
-    };
-    let dl = DeadLetter {
-        event_id: job.task.event_id(),
-        vendor,
-        transaction_id: event.as_ref().map(|e| e.transaction_id.clone()),
-        at: now,
-        reason: reason.clone(),
+    let dl = super::dead_letter_of(
+        job,
+        event.as_ref(),
+        now,
         attempts,
+        reason.clone(),
         status,
         body,
-        job,
-    };
+    );
     s.insert(keys::dead(dl.job.id), json(&dl));
     s.deltas.dead_letters += 1;
     if let Some(mut event) = event {
@@ -581,16 +561,7 @@ fn contradict(
     if release {
         s.remove(tkey);
     }
-    let entry = QuarantineEntry {
-        id: Uuid::now_v7(),
-        vendor: event.vendor,
-        surface: event.surface.clone(),
-        received_at: event.received_at,
-        reason,
-        archive_id: event.archive_id,
-        caller: event.caller.clone(),
-        dedup_key: format!("contradicted/{}", event.id),
-    };
+    let entry = QuarantineEntry::contradicted(&event, reason);
     s.insert(keys::quarantine(entry.id), json(&entry));
     s.deltas.quarantine += 1;
     event.relay = relay;
@@ -1155,61 +1126,21 @@ impl Store for SledStore {
     }
 
     fn depths(&self) -> Depths {
-        Depths {
-            outbox: self.counts.outbox.load(Relaxed),
-            parked: self.counts.parked.load(Relaxed),
-            dead_letters: self.counts.dead_letters.load(Relaxed),
-            quarantine: self.counts.quarantine.load(Relaxed),
-        }
+        self.counts.depths()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{Caller, NewEvent, NotRelayed, Outcome, Step};
+    use crate::event::{NotRelayed, Outcome, Step};
     use crate::jobs::Done;
-    use crate::registry::TriggerMessage;
-    use bytes::Bytes;
+    use crate::store::fixtures::{new_event, payload, recorded, registration};
 
     fn open(dir: &Path) -> SledStore {
         SledStore::open(dir, StoreOptions::default(), None)
             .unwrap()
             .0
-    }
-
-    fn new_event(tx: &str, outcome: Outcome, dedup: &str) -> NewEvent {
-        NewEvent {
-            vendor: Vendor::Gosign,
-            transaction_id: TransactionId::parse(tx).unwrap(),
-            outcome,
-            occurred_at: None,
-            surface: "gosign.rest",
-            dedup_key: dedup.into(),
-            documents: vec![],
-            caller: Caller::default(),
-            follow_up: None,
-        }
-    }
-
-    fn payload(n: usize) -> RawPayload {
-        RawPayload::new("application/json", Bytes::from(vec![b'x'; n]))
-    }
-
-    fn registration(tx: &str) -> Registration {
-        let trigger: TriggerMessage = serde_json::from_value(serde_json::json!({
-            "naam": "n", "eigenaar": "e@x.nl",
-            "zaak": {"uuid": "2cc803a9-7404-4289-8f3d-f2300f666eac", "url": "https://zrc.example/z/1"},
-            "documenten": [{"uuid": "f491249e-0651-4d22-a8a8-bb35885e9245", "url": "https://drc.example/d/1"}],
-            "ondertekenaars": [{"e-mail": "s@x.nl"}]
-        }))
-        .unwrap();
-        Registration {
-            vendor: Vendor::Gosign,
-            transaction_id: TransactionId::parse(tx).unwrap(),
-            trigger,
-            registered_at: Utc::now(),
-        }
     }
 
     /// The queued job of event `id`, as the worker reads it.
@@ -1231,13 +1162,6 @@ mod tests {
     }
 
     const PENDING: RelayState = RelayState::Pending { step: Step::Notify };
-
-    fn recorded(r: Recorded) -> SigningEvent {
-        match r {
-            Recorded::New(e) => *e,
-            Recorded::Duplicate { .. } => panic!("expected a new record"),
-        }
-    }
 
     #[tokio::test]
     async fn delivery_dedup_returns_the_first_event() {

@@ -130,6 +130,16 @@ pub struct Counts {
 }
 
 impl Counts {
+    pub fn depths(&self) -> super::Depths {
+        use std::sync::atomic::Ordering::Relaxed;
+        super::Depths {
+            outbox: self.outbox.load(Relaxed),
+            parked: self.parked.load(Relaxed),
+            dead_letters: self.dead_letters.load(Relaxed),
+            quarantine: self.quarantine.load(Relaxed),
+        }
+    }
+
     fn apply(&self, d: Deltas) {
         use std::sync::atomic::Ordering::Relaxed;
         self.outbox.fetch_add(d.outbox, Relaxed);

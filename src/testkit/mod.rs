@@ -6,3 +6,4 @@ pub mod gosign;
 pub mod nrc;
 pub mod pkisigning;
 pub mod posten;
+pub mod postgres;

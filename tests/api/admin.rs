@@ -476,6 +476,10 @@ async fn cli(args: &[&str], config: &Path) -> Output {
 
 #[tokio::test]
 async fn cli_lists_and_replays_dead_letters_of_a_stopped_instance() {
+    // The offline CLI on a stopped instance's sled directory; the PostgreSQL store's CLI runs beside live instances.
+    if !only_on(Backend::Sled) {
+        return;
+    }
     let app = spawn_app().await;
     app.nrc.poison("tx-dl");
     let (s, _, _) = put_trigger(&app, "tx-dl", &trigger("zaak-dl")).await;
@@ -538,6 +542,10 @@ async fn cli_lists_and_replays_dead_letters_of_a_stopped_instance() {
 
 #[tokio::test]
 async fn cli_refuses_the_store_of_a_running_instance() {
+    // The offline CLI on a stopped instance's sled directory; the PostgreSQL store's CLI runs beside live instances.
+    if !only_on(Backend::Sled) {
+        return;
+    }
     let app = spawn_app().await;
     let config = write_config(app.dir.as_ref().unwrap().path(), &app.store_path);
     for args in [&["dlq", "list"][..], &["dlq", "replay", "--all"][..]] {

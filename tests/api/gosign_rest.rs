@@ -844,6 +844,10 @@ async fn unprocessable_payloads_are_discarded_quarantined_and_never_relayed() {
 /// Small payloads go to sled's already-open files and cannot be made to fail from here.
 #[tokio::test]
 async fn unwritable_store_answers_retry_until_it_is_writable_again() {
+    // sled's payload files; PostgreSQL's outage has its own test (tests/api_pg/outage.rs).
+    if !only_on(Backend::Sled) {
+        return;
+    }
     let app = spawn_app().await;
     let tx = "ENV-DISK";
     let zaak = register_tx(&app, "gosign", tx).await;

@@ -9,8 +9,60 @@ use actix_web::dev::ServerHandle;
 use serde_json::{json, Value};
 use signrelay::app::Application;
 use signrelay::auth::AuthConfig;
+pub use signrelay::config::Backend;
 use signrelay::config::{Config, Secret};
 use signrelay::testkit::nrc::{NrcStandIn, Received};
+use signrelay::testkit::postgres::TestDb;
+
+/// The store the suite runs on: each test binary that includes these modules says which
+/// (`tests/api`: sled; `tests/api_pg`: PostgreSQL, a database of its own per test).
+pub const BACKEND: Backend = crate::BACKEND;
+
+/// The test databases of running apps, by their store path (the path a restart reuses).
+static DATABASES: std::sync::Mutex<Vec<(PathBuf, std::sync::Arc<TestDb>)>> =
+    std::sync::Mutex::new(Vec::new());
+
+/// The database of the app whose store (scratch) path is `store`, created on first use.
+fn database_for(store: &Path) -> std::sync::Arc<TestDb> {
+    let mut dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some((_, db)) = dbs.iter().find(|(p, _)| p == store) {
+        return db.clone();
+    }
+    // test_config is not async: the database is made on a thread with its own runtime.
+    let db = std::thread::spawn(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(TestDb::create())
+    })
+    .join()
+    .expect("a test database");
+    let db = std::sync::Arc::new(db);
+    dbs.push((store.to_path_buf(), db.clone()));
+    db
+}
+
+/// Drops an app's test database with the app, unless the app was stopped to be restarted on
+/// the same store (`TestApp::stop`).
+struct DatabaseGuard(PathBuf);
+
+impl Drop for DatabaseGuard {
+    fn drop(&mut self) {
+        let gone = {
+            let mut dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+            let at = dbs.iter().position(|(p, _)| *p == self.0);
+            at.map(|i| dbs.remove(i))
+        };
+        drop(gone);
+    }
+}
+
+/// Whether a test runs on the configured backend; a test of one backend's own mechanics
+/// (sled's payload files, the offline CLI on a stopped instance's directory) says so here.
+pub fn only_on(backend: Backend) -> bool {
+    BACKEND == backend
+}
 
 pub const NRC_CLIENT: &str = "signrelay-test";
 pub const NRC_SECRET: &str = "nrc-test-secret";
@@ -25,6 +77,7 @@ pub struct TestApp {
     pub dir: Option<tempfile::TempDir>,
     handle: ServerHandle,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    database: Option<DatabaseGuard>,
 }
 
 /// The configuration a test starts from: random port, the stand-in NRC, fast retries,
@@ -37,6 +90,10 @@ pub fn test_config(store: &Path, nrc_url: &str) -> Config {
     cfg.store.path = store.to_path_buf();
     // Tests that fill a disk set their own floor.
     cfg.store.min_free_mib = 0;
+    if BACKEND == Backend::Postgres {
+        cfg.store.backend = Backend::Postgres;
+        cfg.store.postgres = database_for(store).config();
+    }
     cfg.nrc.url = nrc_url.to_string();
     cfg.nrc.client_id = NRC_CLIENT.into();
     cfg.nrc.secret = Secret::Inline(NRC_SECRET.into());
@@ -75,6 +132,8 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
 pub async fn spawn_on(cfg: Config, nrc: NrcStandIn) -> TestApp {
     cfg.validate().expect("valid test config");
     let store_path = cfg.store.path.clone();
+    let database =
+        (cfg.store.backend == Backend::Postgres).then(|| DatabaseGuard(store_path.clone()));
     let app = Application::build(cfg).await.expect("app builds");
     let address = format!("http://127.0.0.1:{}", app.port());
     let handle = app.handle();
@@ -90,6 +149,7 @@ pub async fn spawn_on(cfg: Config, nrc: NrcStandIn) -> TestApp {
         dir: None,
         handle,
         task,
+        database,
     }
 }
 
@@ -98,6 +158,8 @@ impl TestApp {
     pub async fn stop(self) -> (NrcStandIn, Option<tempfile::TempDir>, PathBuf) {
         self.handle.stop(true).await;
         self.task.await.unwrap().unwrap();
+        // The database stays for a restart on the same store; the restarted app drops it.
+        std::mem::forget(self.database);
         (self.nrc, self.dir, self.store_path)
     }
 

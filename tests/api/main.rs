@@ -3,6 +3,9 @@
 
 mod helpers;
 
+/// This binary's store; `tests/api_pg` runs the store-facing modules on PostgreSQL.
+pub const BACKEND: signrelay::config::Backend = signrelay::config::Backend::Sled;
+
 mod admin;
 mod crash;
 mod documents;
