@@ -174,7 +174,7 @@ impl Default for RelayConfig {
             progress_actie: "OndertekenenVoortgang".into(),
             concurrency: 32,
             concurrency_min: 1,
-            probe_interval_max_secs: 10,
+            probe_interval_max_secs: 5,
             timeout_secs: 10,
             backoff_initial_ms: 500,
             backoff_max_secs: 600,
