@@ -241,7 +241,7 @@ impl Default for RelayConfig {
             progress_actie: "OndertekenenVoortgang".into(),
             concurrency: 32,
             concurrency_min: 1,
-            probe_interval_max_secs: 10,
+            probe_interval_max_secs: 5,
             timeout_secs: 10,
             backoff_initial_ms: 500,
             backoff_max_secs: 600,
@@ -753,6 +753,30 @@ mod tests {
         assert_eq!(cfg.nrc.url, "https://nrc.example.nl/api/v1");
         assert_eq!(cfg.server.public_url, "https://sr.example.nl");
         assert_eq!(cfg.relay.concurrency, 2);
+    }
+
+    #[test]
+    fn the_window_bounds_and_the_kanaal_link_are_checked() {
+        let mut cfg = Config::default();
+        cfg.nrc.secret = Secret::Inline("x".into());
+        cfg.admin.auth = AuthConfig::None;
+        cfg.relay.concurrency = 4;
+        cfg.relay.concurrency_min = 8;
+        cfg.relay.probe_interval_max_secs = 0;
+        cfg.nrc.kanaal_documentatie_link = Some("ftp://docs".into());
+        let err = cfg.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("relay.concurrency_min must be <= relay.concurrency"),
+            "{err}"
+        );
+        assert!(err.contains("relay.probe_interval_max_secs"), "{err}");
+        assert!(err.contains("nrc.kanaal_documentatie_link"), "{err}");
+        // By default the link is signrelay's own page.
+        let cfg = Config::default();
+        assert_eq!(
+            cfg.nrc.documentatie_link("https://signrelay.example.nl/"),
+            "https://signrelay.example.nl/kanalen/documentacties"
+        );
     }
 
     #[test]

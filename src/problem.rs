@@ -1,4 +1,5 @@
-//! RFC 9457 `application/problem+json` answers for signrelay's own API.
+//! RFC 9457 `application/problem+json` answers for signrelay's own API, and what kind of
+//! problem a party answered.
 
 use actix_web::http::StatusCode;
 use actix_web::HttpResponse;
@@ -116,3 +117,36 @@ impl actix_web::ResponseError for ApiError {
 }
 
 pub type ApiResult = Result<HttpResponse, ApiError>;
+
+/// What kind of problem a party's answer is: its `code` and its field errors' names and codes
+/// (ZGW's `invalidParams`), without the words or the `instance` that change with every answer;
+/// `None` when the body is no problem document. Tells a repeated refusal from a new one.
+pub fn kind_of(body: &str) -> Option<String> {
+    let v: serde_json::Value = serde_json::from_str(body).ok()?;
+    let mut kind = v.get("code")?.as_str()?.to_string();
+    for p in v
+        .get("invalidParams")
+        .and_then(|p| p.as_array())
+        .into_iter()
+        .flatten()
+    {
+        let field = |k: &str| p.get(k).and_then(|x| x.as_str()).unwrap_or("");
+        kind.push_str(&format!(" {}:{}", field("name"), field("code")));
+    }
+    Some(kind)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn kind_of_leaves_out_words_and_instance() {
+        let a = r#"{"code":"invalid","instance":"urn:uuid:1","detail":"x","invalidParams":[{"name":"documentatieLink","code":"bad-url","reason":"x"}]}"#;
+        let b = r#"{"code":"invalid","instance":"urn:uuid:2","detail":"y","invalidParams":[{"name":"documentatieLink","code":"bad-url","reason":"y"}]}"#;
+        assert_eq!(super::kind_of(a), super::kind_of(b));
+        assert_eq!(
+            super::kind_of(a).as_deref(),
+            Some("invalid documentatieLink:bad-url")
+        );
+        assert_eq!(super::kind_of("Forbidden"), None);
+    }
+}

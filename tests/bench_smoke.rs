@@ -21,6 +21,8 @@ fn quick_bench_prints_its_table_and_every_acknowledged_outcome_reaches_the_nrc()
         "signrelay / no-op",
         "callback ack → NRC receipt",
         "backlog drain",
+        "drain at a limited NRC",
+        "errors caused at the limited NRC",
         "peak RSS",
     ] {
         assert!(stdout.contains(row), "no `{row}` in the table:\n{stdout}");

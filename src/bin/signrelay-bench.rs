@@ -5,7 +5,9 @@
 //! and drives both servers over loopback with the same load generator: keep-alive HTTP/1.1
 //! connections, closed loop (for the maximum rate) and open loop at fixed rates (latency at
 //! rate, RSS, callback-ack → NRC receipt). Then it records a backlog during an NRC outage and
-//! times its drain. It prints one table with each figure, its target and pass/fail, and exits
+//! times its drain, and drains another into an NRC of limited capacity (at most K requests at
+//! once), which changes mid-drain: the rate as a share of the capacity, and the errors caused.
+//! It prints one table with each figure, its target and pass/fail, and exits
 //! 0 whatever the figures are (it is a measurement); it exits non-zero only when it could not
 //! run, or when an acknowledged outcome never reached the NRC.
 //!
@@ -25,7 +27,7 @@ use base64::Engine;
 use chrono::{DateTime, Utc};
 use clap::{Parser, Subcommand};
 use signrelay::testkit::gosign::{soap_status_request, soap_work_notification, work_notification};
-use signrelay::testkit::nrc::{Behaviour, NrcStandIn};
+use signrelay::testkit::nrc::{Behaviour, Capacity, NrcStandIn};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -62,8 +64,8 @@ struct Cli {
     /// HTTP workers of signrelay and of the no-op endpoint (0: one per core).
     #[arg(long, default_value_t = 0)]
     workers: usize,
-    /// signrelay's `relay.concurrency` for the run.
-    #[arg(long, default_value_t = 16)]
+    /// signrelay's `relay.concurrency` (the adaptive window's maximum) for the run.
+    #[arg(long, default_value_t = 32)]
     relay_concurrency: usize,
     /// signrelay's log level.
     #[arg(long, default_value = "info")]
@@ -1721,7 +1723,124 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         rss_drain
     );
 
-    // 9. Everything acknowledged reached the NRC?
+    // 9. A limited NRC: it serves at most K notifications at once, queues 100 more (as
+    // uWSGI's listen queue in front of Open Notificaties) and answers 503 beyond; first at the
+    // capacity Open Notificaties has on 2 cores, then, mid-drain and with nothing changed at
+    // signrelay, at eight times that.
+    let limited = [
+        Capacity {
+            slots: 4,
+            latency: Duration::from_millis(80),
+            queue: 100,
+        },
+        Capacity {
+            slots: 16,
+            latency: Duration::from_millis(40),
+            queue: 100,
+        },
+    ];
+    let (settle, span) = if cli.quick {
+        (Duration::from_secs(1), Duration::from_secs(2))
+    } else {
+        (Duration::from_secs(5), Duration::from_secs(15))
+    };
+    let need = limited
+        .iter()
+        .map(|c| c.rate() * (settle + span).as_secs_f64() * 1.3)
+        .sum::<f64>() as u64
+        + 200;
+    let first_limited = registered_to;
+    register(addr, first_limited, first_limited + need, s.connections).await?;
+    gen.next_env.store(first_limited, Relaxed);
+    nrc.set_capacity(Some(limited[0]));
+    let (attempts_before, m_before) = (nrc.attempts(), Scrape::take(addr).await);
+    let received_before = nrc.received().len();
+    let rec = Measured::run(
+        addr,
+        &[sr_pid, bench_pid],
+        "signrelay: outcomes for the limited NRC",
+        gen.clone(),
+        Pace::Count(need),
+        Mix::Terminal,
+        s.connections,
+    )
+    .await?;
+    let limited_ids: Vec<u64> = rec
+        .out
+        .stats
+        .terminal_acks
+        .iter()
+        .map(|(j, _)| *j)
+        .collect();
+    all.merge(rec.out.stats);
+    println!(
+        "\n[limited NRC] at most K notificaties at once, each taking L, 100 more queued, 503 beyond; \
+         {} outcomes queued, drain measured over {:.0} s after {:.0} s to settle:",
+        limited_ids.len(),
+        span.as_secs_f64(),
+        settle.as_secs_f64()
+    );
+    let mut limited_rates = Vec::new();
+    for (i, c) in limited.iter().enumerate() {
+        if i > 0 {
+            nrc.set_capacity(Some(*c));
+        }
+        progress(&format!(
+            "limited NRC: {} at once × {} ms",
+            c.slots,
+            c.latency.as_millis()
+        ));
+        tokio::time::sleep(settle).await;
+        let from = Utc::now();
+        tokio::time::sleep(span).await;
+        let to = Utc::now();
+        let got = nrc
+            .received()
+            .iter()
+            .filter(|r| r.at >= from && r.at < to)
+            .count();
+        let rate = got as f64 / span.as_secs_f64();
+        let m = Scrape::take(addr).await;
+        println!(
+            "  K = {}, L = {} ms (capacity {}/s): {}/s ({:.0} %); window {:.0}, RTT {:.0} ms",
+            c.slots,
+            c.latency.as_millis(),
+            fmt_rate(c.rate()),
+            fmt_rate(rate),
+            rate / c.rate() * 100.0,
+            m.get("signrelay_party_window", "\"nrc\""),
+            m.get("signrelay_party_rtt_seconds", "\"nrc\"") * 1000.0
+        );
+        limited_rates.push(rate);
+    }
+    let received_then = nrc.received().len();
+    nrc.set_capacity(None);
+    let received = wait_received(&nrc, &limited_ids, Duration::from_secs(60)).await;
+    let stats = nrc.capacity_stats();
+    let retries = Scrape::take(addr)
+        .await
+        .get("signrelay_relay_deliveries_total", "\"retry\"")
+        - m_before.get("signrelay_relay_deliveries_total", "\"retry\"");
+    let limited_errors = stats.overflowed + stats.abandoned + retries.max(0.0) as u64;
+    let limited_missing = limited_ids
+        .iter()
+        .filter(|j| !received.contains_key(&tx(**j)))
+        .count();
+    println!(
+        "  {} requests to the limited NRC: {} answered 503 (queue full), {} given up by signrelay \
+         (timeouts), {:.0} retries; longest queue {}; backlog left when measured: {}; missing: {}",
+        nrc.attempts() - attempts_before,
+        stats.overflowed,
+        stats.abandoned,
+        retries,
+        stats.max_queued,
+        limited_ids
+            .len()
+            .saturating_sub(received_then - received_before),
+        limited_missing
+    );
+
+    // 10. Everything acknowledged reached the NRC?
     let mut acked: HashSet<u64> = all.terminal_acks.iter().map(|(j, _)| *j).collect();
     acked.extend(all.dup_terminal.iter().copied());
     let acked: Vec<u64> = acked.into_iter().collect();
@@ -1765,7 +1884,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if missing == 0 { "yes" } else { "NO" }
     );
 
-    // 10. The table.
+    // 11. The table.
     let noop_rate = noop_run.rate();
     let ratio = max_rate / noop_rate.max(1e-9);
     let mut noop_lat = noop_run.stats.cb_lat.clone();
@@ -1833,6 +1952,42 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             ),
             "≥ 5 000/s".into(),
             drain_total >= 5000.0,
+        ),
+        target(
+            format!(
+                "drain at a limited NRC: {} at once × {} ms = {}/s (Open Notificaties, 2 cores)",
+                limited[0].slots,
+                limited[0].latency.as_millis(),
+                fmt_rate(limited[0].rate())
+            ),
+            format!(
+                "{}/s = {:.0} % of capacity",
+                fmt_rate(limited_rates[0]),
+                limited_rates[0] / limited[0].rate() * 100.0
+            ),
+            "≥ 90 %".into(),
+            limited_rates[0] >= 0.9 * limited[0].rate(),
+        ),
+        target(
+            format!(
+                "… its capacity changed mid-drain: {} at once × {} ms = {}/s",
+                limited[1].slots,
+                limited[1].latency.as_millis(),
+                fmt_rate(limited[1].rate())
+            ),
+            format!(
+                "{}/s = {:.0} % of capacity",
+                fmt_rate(limited_rates[1]),
+                limited_rates[1] / limited[1].rate() * 100.0
+            ),
+            "≥ 90 %".into(),
+            limited_rates[1] >= 0.9 * limited[1].rate(),
+        ),
+        target(
+            "errors caused at the limited NRC (503s, timeouts, retries)",
+            format!("{limited_errors}"),
+            "0".into(),
+            limited_errors == 0,
         ),
         target(
             format!(

@@ -30,8 +30,9 @@ pub enum Verdict {
         cause: String,
     },
     /// The party refuses signrelay itself (401/403: credentials, rights): nothing will go
-    /// until it accepts again.
-    Refusing { reason: String },
+    /// until it accepts again. `reason` names the refusal (the same refusal again is no
+    /// news); `answer` is the party's own words, for the log and readiness.
+    Refusing { reason: String, answer: String },
     /// Nothing learned about the party (a local failure, a parked job).
     Neutral,
 }
@@ -175,8 +176,8 @@ impl Circuit {
                     None
                 }
             }
-            Verdict::Refusing { reason } => {
-                self.refusal = Some(reason.clone());
+            Verdict::Refusing { reason, answer } => {
+                self.refusal = Some(answer);
                 Some(self.open(ticket.probe, None, reason, now))
             }
             Verdict::Neutral => {
@@ -358,16 +359,22 @@ mod tests {
         let t = c.start();
         let refusing = Verdict::Refusing {
             reason: "NRC answered 403".into(),
+            answer: "NRC answered 403: Client credentials zijn niet geldig".into(),
         };
         assert_eq!(
             c.finish(t, refusing.clone(), now),
             Some(Change::Opened { first: true })
         );
-        assert_eq!(c.refusal(), Some("NRC answered 403"));
+        let answer = Some("NRC answered 403: Client credentials zijn niet geldig");
+        assert_eq!(c.refusal(), answer);
+        // The same refusal again is no news.
+        until_probe(&mut c, &mut now);
+        let probe = c.start();
+        assert_eq!(c.finish(probe, refusing, now), Some(Change::StillOpen));
         until_probe(&mut c, &mut now);
         let probe = c.start();
         c.finish(probe, failed(), now);
-        assert_eq!(c.refusal(), Some("NRC answered 403"), "not answered yet");
+        assert_eq!(c.refusal(), answer, "not answered yet");
         until_probe(&mut c, &mut now);
         let probe = c.start();
         c.finish(probe, Verdict::Answered, now);

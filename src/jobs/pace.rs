@@ -46,7 +46,7 @@ pub struct PaceSettings {
 }
 
 /// The default longest wait between probes of a party that is down.
-pub const DEFAULT_PROBE_MAX: Duration = Duration::from_secs(10);
+pub const DEFAULT_PROBE_MAX: Duration = Duration::from_secs(5);
 
 impl PaceSettings {
     /// A window that adapts between one request and `max`.
@@ -273,6 +273,8 @@ pub struct Transition {
     pub cause: Option<String>,
     /// The party's refusal of signrelay itself, until it answers again.
     pub refusal: Option<String>,
+    /// This change came of a refusal.
+    pub refused: bool,
 }
 
 impl Pace {
@@ -350,6 +352,7 @@ impl Pace {
     /// A request ended: what it tells of the party adjusts the window and the circuit.
     pub fn finish(&self, started: Started, verdict: Verdict) -> Option<Transition> {
         let now = Instant::now();
+        let refused = matches!(verdict, Verdict::Refusing { .. });
         let mut s = self.lock();
         s.in_flight = s.in_flight.saturating_sub(1);
         // The RTT of a request from before the circuit last changed says nothing of now.
@@ -372,6 +375,7 @@ impl Pace {
             change,
             cause: s.circuit.cause().map(String::from),
             refusal: s.circuit.refusal().map(String::from),
+            refused,
         });
         drop(s);
         self.changed.notify_one();

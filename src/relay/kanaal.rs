@@ -132,14 +132,15 @@ impl KanaalKeeper {
                         .kanaal_failures
                         .with_label_values(&[&status])
                         .inc();
-                    if last.as_deref() != Some(answer.as_str()) {
+                    let kind = e.kind();
+                    if last.as_deref() != Some(kind.as_str()) {
                         tracing::warn!(kanaal = %k.kanaal, answer = %answer, documentatie_link = %k.documentatie_link, attempt, "kanaal bootstrap failed; retrying");
                     } else {
                         tracing::debug!(kanaal = %k.kanaal, attempt, "kanaal bootstrap failed again");
                     }
                     self.health
                         .kanaal(Err(format!("kanaal {}: {answer}", k.kanaal)));
-                    last = Some(answer);
+                    last = Some(kind);
                 }
             }
             let wait = k.retry.spread(attempt).max(Duration::from_millis(10));

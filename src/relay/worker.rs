@@ -144,6 +144,15 @@ fn refusal(reason: &str, status: Option<u16>, body: Option<&str>) -> String {
     s
 }
 
+/// What tells one refusal from another: the reason and the kind of problem answered, not its
+/// words (which may carry a fresh `instance` each time).
+fn refusal_kind(reason: &str, body: Option<&str>) -> String {
+    match body.and_then(crate::problem::kind_of) {
+        Some(kind) => format!("{reason} {kind}"),
+        None => reason.to_string(),
+    }
+}
+
 /// Most of a party's answer kept in a refusal's log line and readiness.
 const REFUSAL_KEEP: usize = 500;
 
@@ -334,7 +343,8 @@ impl Lane {
                 status,
                 body,
             } => Verdict::Refusing {
-                reason: refusal(reason, *status, body.as_deref()),
+                reason: refusal_kind(reason, body.as_deref()),
+                answer: refusal(reason, *status, body.as_deref()),
             },
         };
         if let Some(t) = self.pace.finish(started, verdict) {
@@ -380,26 +390,26 @@ impl Lane {
     fn transition(&self, t: Transition) {
         let party = self.settings.party.as_str();
         let cause = t.cause.as_deref().unwrap_or("");
-        match t.change {
-            Change::Opened { .. } if t.refusal.is_some() => {
+        match (t.change, t.refusal.as_deref()) {
+            (Change::Opened { .. }, Some(answer)) if t.refused => {
                 tracing::error!(
                     party,
-                    answer = cause,
+                    answer,
                     "the party refuses signrelay; its jobs wait, probing until it accepts"
                 )
             }
-            Change::Opened { first: true } => {
+            (Change::Opened { first: true }, _) => {
                 tracing::warn!(
                     party,
                     cause,
                     "party unreachable; its jobs wait, probing until it answers"
                 )
             }
-            Change::Opened { first: false } => {
+            (Change::Opened { first: false }, _) => {
                 tracing::warn!(party, cause, "party still unreachable, for another reason")
             }
-            Change::StillOpen => tracing::debug!(party, cause, "probe failed"),
-            Change::Closed => tracing::info!(party, "party answers again; resuming"),
+            (Change::StillOpen, _) => tracing::debug!(party, cause, "probe failed"),
+            (Change::Closed, _) => tracing::info!(party, "party answers again; resuming"),
         }
         self.health
             .party_refusal(self.settings.party, t.refusal.clone());

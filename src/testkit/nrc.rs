@@ -343,6 +343,13 @@ impl NrcStandIn {
         self.lock().kanalen.remove(naam);
     }
 
+    /// Has a kanaal made (by an administrator, not through the API).
+    pub fn add_kanaal(&self, naam: &str, filters: &[&str]) {
+        self.lock()
+            .kanalen
+            .insert(naam.into(), filters.iter().map(|f| f.to_string()).collect());
+    }
+
     pub fn set_behaviour(&self, b: Behaviour) {
         self.lock().behaviour = Some(b);
     }

@@ -64,6 +64,21 @@ impl NrcError {
         }
     }
 
+    /// What kind of failure this is, without the words that change with every answer: the
+    /// same kind again is no news for the log.
+    pub fn kind(&self) -> String {
+        match self {
+            NrcError::Retryable { message, .. } => message.clone(),
+            NrcError::KanaalMissing { body }
+            | NrcError::Refusing { body, .. }
+            | NrcError::Permanent { body, .. } => format!(
+                "{} {}",
+                self.status().unwrap_or_default(),
+                crate::problem::kind_of(body).unwrap_or_default()
+            ),
+        }
+    }
+
     /// The NRC's HTTP status, if it answered.
     pub fn status(&self) -> Option<u16> {
         match self {

@@ -54,11 +54,7 @@ impl Instance {
         label: &str,
         more_toml: &str,
     ) -> Instance {
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            let port = free_port();
-            let config = dir.join(format!("{label}.toml"));
+        Instance::start_config(dir, label, |port| {
             let toml = serve_toml(
                 &format!("127.0.0.1:{port}"),
                 store,
@@ -66,10 +62,45 @@ impl Instance {
                 2,
                 RELAY_CONCURRENCY,
             );
-            std::fs::write(&config, format!("{toml}\n{more_toml}")).unwrap();
+            format!("{toml}\n{more_toml}")
+        })
+        .await
+    }
+
+    /// As `start`, with the test's config changed by `edit` (keys of sections it has).
+    pub async fn start_edited(
+        dir: &Path,
+        store: &Path,
+        nrc_url: &str,
+        label: &str,
+        edit: impl Fn(&mut toml::Table),
+    ) -> Instance {
+        Instance::start_config(dir, label, |port| {
+            let toml = serve_toml(
+                &format!("127.0.0.1:{port}"),
+                store,
+                nrc_url,
+                2,
+                RELAY_CONCURRENCY,
+            );
+            let mut t: toml::Table = toml.parse().unwrap();
+            edit(&mut t);
+            t.to_string()
+        })
+        .await
+    }
+
+    /// Starts with the config `config(port)` on a free port.
+    async fn start_config(dir: &Path, label: &str, config: impl Fn(u16) -> String) -> Instance {
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let port = free_port();
+            let path = dir.join(format!("{label}.toml"));
+            std::fs::write(&path, config(port)).unwrap();
             let log = dir.join(format!("{label}.log"));
             let instance = Instance {
-                child: Mutex::new(spawn_serve(&config, &log)),
+                child: Mutex::new(spawn_serve(&path, &log)),
                 base: format!("http://127.0.0.1:{port}"),
                 client: reqwest::Client::builder()
                     .timeout(Duration::from_secs(5))
@@ -85,6 +116,15 @@ impl Instance {
                 Err(log) => panic!("{label} did not come up within {START_BOUND:?}:\n{log}"),
             }
         }
+    }
+
+    /// The process's JSON log lines so far.
+    pub fn log_lines(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
     }
 
     /// Polls `/healthz` until it answers 200; on failure returns the process log.
@@ -133,7 +173,7 @@ impl Instance {
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
-    async fn register(&self, tx: &str) -> Result<u16, reqwest::Error> {
+    pub async fn register(&self, tx: &str) -> Result<u16, reqwest::Error> {
         let r = self
             .client
             .put(self.url(&format!("/api/v1/transactions/gosign/{tx}")))
@@ -145,7 +185,7 @@ impl Instance {
     }
 
     /// Posts a terminal GoSign callback; `Ok` with GoSign's `outcome` when answered.
-    async fn notify(&self, tx: &str) -> Result<(u16, String), reqwest::Error> {
+    pub async fn notify(&self, tx: &str) -> Result<(u16, String), reqwest::Error> {
         let r = self
             .client
             .post(self.url(&format!("/gosign/rest/envelopes/{tx}/notify")))
@@ -213,13 +253,13 @@ impl Instance {
     }
 
     /// `GET /readyz` (200 or 503; both carry the backlog).
-    async fn readyz(&self) -> Value {
+    pub async fn readyz(&self) -> Value {
         let r = self.client.get(self.url("/readyz")).send().await.unwrap();
         r.json().await.unwrap()
     }
 
     /// Waits until the outbox is empty: every outcome's delivery result is recorded.
-    async fn wait_drained(&self, bound: Duration) -> Value {
+    pub async fn wait_drained(&self, bound: Duration) -> Value {
         let deadline = tokio::time::Instant::now() + bound;
         loop {
             let ready = self.readyz().await;
