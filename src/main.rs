@@ -67,6 +67,11 @@ enum Command {
         #[arg(long, short, env = "SIGNRELAY_CONFIG")]
         config: PathBuf,
     },
+    /// Store maintenance.
+    Store {
+        #[command(subcommand)]
+        action: StoreAction,
+    },
     /// Applies the PostgreSQL store's schema migrations (`store.backend = "postgres"`), one
     /// instance at a time; a deployment step before the new version's instances start.
     Migrate {
@@ -87,6 +92,23 @@ enum JwtAction {
         /// Only this surface (`admin`, or a vendor's, as `check-config` lists them).
         #[arg(long)]
         surface: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreAction {
+    /// Copies every record (events and their payloads, registrations, the job queue, parked
+    /// events, dead letters, the quarantine) from one store into another, empty one: sled into
+    /// PostgreSQL for an installation that outgrows one machine, or back. Stop the instances
+    /// first.
+    Copy {
+        /// The configuration whose store is read.
+        #[arg(long)]
+        from_config: PathBuf,
+        /// The configuration whose (empty) store is written; a PostgreSQL one is migrated
+        /// first.
+        #[arg(long)]
+        to_config: PathBuf,
     },
 }
 
@@ -234,6 +256,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             for e in store.events(&q).await? {
                 println!("{}", serde_json::to_string(&e)?);
             }
+            Ok(())
+        }
+        Command::Store {
+            action:
+                StoreAction::Copy {
+                    from_config,
+                    to_config,
+                },
+        } => {
+            let (from, _a) = open_portable(&from_config, false).await?;
+            let (to, _b) = open_portable(&to_config, true).await?;
+            let counts = signrelay::store::copy::copy(&*from, &*to).await?;
+            for (kind, n) in &counts {
+                println!("{n:>9} {kind}");
+            }
+            eprintln!(
+                "copied {} records from {} into {}",
+                counts.values().sum::<u64>(),
+                from_config.display(),
+                to_config.display()
+            );
             Ok(())
         }
         Command::Migrate { config } => {
@@ -440,6 +483,36 @@ async fn jwt_explain(
         anyhow::bail!("token rejected by {}", rejected.join(", "));
     }
     Ok(())
+}
+
+/// A store to copy from or into; a PostgreSQL target is migrated first.
+async fn open_portable(
+    config: &std::path::Path,
+    target: bool,
+) -> anyhow::Result<(
+    Arc<dyn signrelay::store::copy::Portable>,
+    Option<std::thread::JoinHandle<()>>,
+)> {
+    let cfg = Config::load_unvalidated(Some(config))?;
+    if cfg.store.backend == Backend::Postgres {
+        let store = PgStore::open(
+            &signrelay::config::PostgresConfig {
+                migrate: target,
+                ..cfg.store.postgres.clone()
+            },
+            PgOptions {
+                policy: Default::default(),
+                lease: std::time::Duration::from_secs(cfg.store.postgres.lease_secs),
+                scratch: cfg.store.path.clone(),
+                min_free_bytes: 0,
+            },
+        )
+        .await?;
+        return Ok((Arc::new(store), None));
+    }
+    let (store, writer) = SledStore::open(&cfg.store.path, StoreOptions::default(), None)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", cfg.store.path.display()))?;
+    Ok((Arc::new(store), Some(writer)))
 }
 
 /// Opens the store for an offline command: sled's of a stopped instance (a running one holds

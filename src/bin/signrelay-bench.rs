@@ -90,6 +90,11 @@ struct Cli {
     /// (passed as SIGNRELAY__STORE__MAX_GROUP); repeatable.
     #[arg(long = "set", value_name = "KEY=VALUE")]
     overrides: Vec<String>,
+    /// signrelay instances on one PostgreSQL store (with `--set store.backend=postgres`; a
+    /// database of its own on SIGNRELAY_TEST_POSTGRES, by default the local server, made and
+    /// dropped by the run); the load's connections are spread over them.
+    #[arg(long, default_value_t = 1)]
+    instances: usize,
 }
 
 #[derive(Subcommand)]
@@ -614,8 +619,8 @@ async fn run_load(
     connections: usize,
 ) -> anyhow::Result<PhaseOut> {
     let mut conns = Vec::with_capacity(connections);
-    for _ in 0..connections {
-        let mut c = HttpConn::new(addr);
+    for i in 0..connections {
+        let mut c = HttpConn::new(spread(addr, i));
         c.connect().await.context("load generator connects")?;
         conns.push(c);
     }
@@ -743,10 +748,10 @@ async fn register(
     let host = addr.to_string();
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..connections.min((to - from) as usize) {
+    for i in 0..connections.min((to - from) as usize) {
         let (next, failures, host) = (next.clone(), failures.clone(), host.clone());
         tasks.push(tokio::spawn(async move {
-            let mut c = HttpConn::new(addr);
+            let mut c = HttpConn::new(spread(addr, i));
             let mut first = None;
             loop {
                 let j = next.fetch_add(1, Relaxed);
@@ -940,6 +945,18 @@ impl CpuMeter {
 
 /// signrelay's process id, once started: scrapes also read what it wrote to the disk.
 static SIGNRELAY_PID: AtomicU64 = AtomicU64::new(0);
+
+/// The signrelay instances the load is spread over (the first is the one measured).
+static INSTANCES: std::sync::OnceLock<Vec<SocketAddr>> = std::sync::OnceLock::new();
+
+/// Where the `i`th connection to `addr` goes: when `addr` is the first signrelay instance,
+/// the instances in turn (as a load balancer would); otherwise `addr` itself.
+fn spread(addr: SocketAddr, i: usize) -> SocketAddr {
+    match INSTANCES.get() {
+        Some(all) if all.first() == Some(&addr) => all[i % all.len()],
+        _ => addr,
+    }
+}
 
 /// Bytes a process caused to be written to storage (`write_bytes` of /proc/<pid>/io): what
 /// reaches the disk, after the page cache, including rewrites of the same pages.
@@ -1436,18 +1453,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         cli.log_level,
         log_path.display()
     );
-    let mut cmd = Command::new(&signrelay_bin);
-    cmd.arg("serve")
-        .arg("--config")
-        .arg(&config_path)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(std::fs::File::create(&log_path)?));
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("SIGNRELAY") {
-            cmd.env_remove(k);
-        }
-    }
+    let mut env = Vec::new();
     for o in &cli.overrides {
         let Some((key, value)) = o.split_once('=') else {
             bail!("--set takes KEY=VALUE, e.g. store.max_group=64");
@@ -1457,14 +1463,77 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             key.trim().replace('.', "__").to_ascii_uppercase()
         );
         println!("  override: {var}={value}");
-        cmd.env(var, value);
+        env.push((var, value.to_string()));
     }
-    let mut sr = ChildGuard {
-        child: cmd.spawn().context("starting signrelay")?,
+    let postgres = env
+        .iter()
+        .any(|(k, v)| k == "SIGNRELAY__STORE__BACKEND" && v == "postgres");
+    if cli.instances > 1 && !postgres {
+        bail!(
+            "--instances {} needs --set store.backend=postgres",
+            cli.instances
+        );
+    }
+    // A database of its own for the run, dropped at its end.
+    let _database = if postgres {
+        let db = signrelay::testkit::postgres::TestDb::create().await;
+        println!(
+            "  store: PostgreSQL database {} on {} ({} instance(s); the load's connections in turn)",
+            db.name,
+            signrelay::testkit::postgres::server(),
+            cli.instances
+        );
+        env.push(("SIGNRELAY__STORE__POSTGRES__URL".into(), db.url.clone()));
+        Some(db)
+    } else {
+        None
     };
+    let spawn = |config_path: &Path, log: &Path| -> anyhow::Result<ChildGuard> {
+        let mut cmd = Command::new(&signrelay_bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(config_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::from(std::fs::File::create(log)?));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("SIGNRELAY") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.envs(env.iter().map(|(k, v)| (k, v)));
+        Ok(ChildGuard {
+            child: cmd.spawn().context("starting signrelay")?,
+        })
+    };
+    let mut sr = spawn(&config_path, &log_path)?;
     if let Err(e) = wait_ready(addr, "/readyz", &mut sr).await {
         let log = std::fs::read_to_string(&log_path).unwrap_or_default();
         bail!("{e}\nsignrelay's log:\n{log}");
+    }
+    // Further instances on the same database: their own port, scratch directory and log.
+    let mut others = Vec::new();
+    let mut addrs = vec![addr];
+    for i in 1..cli.instances.max(1) {
+        let port = free_port()?;
+        let other: SocketAddr = ([127, 0, 0, 1], port).into();
+        let scratch = dir.path().join(format!("store-{i}"));
+        std::fs::create_dir_all(&scratch)?;
+        let config = signrelay_config(port, s.workers, &scratch, &nrc.url, &cli.log_level, &relay);
+        let path = dir.path().join(format!("signrelay-{i}.toml"));
+        std::fs::write(&path, &config)?;
+        let log = dir.path().join(format!("signrelay-{i}.log"));
+        let mut child = spawn(&path, &log)?;
+        wait_ready(other, "/readyz", &mut child).await?;
+        others.push(child);
+        addrs.push(other);
+    }
+    let _ = INSTANCES.set(addrs);
+    if cli.instances > 1 {
+        println!(
+            "  {} instances; CPU and RSS below are the first instance's",
+            cli.instances
+        );
     }
     let sr_pid = sr.pid();
     SIGNRELAY_PID.store(sr_pid as u64, Relaxed);

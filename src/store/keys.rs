@@ -69,6 +69,17 @@ fn transaction(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[vendor.as_str().as_bytes(), b"\0", tx.as_bytes()])
 }
 
+/// The vendor and transaction at the start of a key's rest (after its prefix), and what
+/// follows them (`\0<id>` in a parked key, nothing in others).
+pub fn split_transaction(rest: &[u8]) -> Option<(Vendor, TransactionId, &[u8])> {
+    let v = rest.iter().position(|b| *b == 0)?;
+    let vendor = Vendor::parse(std::str::from_utf8(&rest[..v]).ok()?)?;
+    let rest = &rest[v + 1..];
+    let t = rest.iter().position(|b| *b == 0).unwrap_or(rest.len());
+    let tx = TransactionId::parse(std::str::from_utf8(&rest[..t]).ok()?).ok()?;
+    Some((vendor, tx, &rest[t..]))
+}
+
 pub fn terminal(vendor: Vendor, tx: &TransactionId) -> Vec<u8> {
     cat(&[TERMINAL, &transaction(vendor, tx)])
 }
@@ -156,6 +167,12 @@ mod tests {
     fn parked_key_ends_with_event_id() {
         let id = Uuid::now_v7();
         let tx = TransactionId::parse("env-1").unwrap();
-        assert_eq!(parked_event(&parked(Vendor::Gosign, &tx, id)), Some(id));
+        let key = parked(Vendor::Gosign, &tx, id);
+        assert_eq!(parked_event(&key), Some(id));
+        let (v, t, rest) = split_transaction(&key[PARKED.len()..]).unwrap();
+        assert_eq!((v, t, rest.len()), (Vendor::Gosign, tx.clone(), 17));
+        let key = terminal(Vendor::Posten, &tx);
+        let (v, t, rest) = split_transaction(&key[TERMINAL.len()..]).unwrap();
+        assert_eq!((v, t, rest), (Vendor::Posten, tx, &[][..]));
     }
 }

@@ -5,6 +5,7 @@
 //! `crate::rules`, the same for every backend.
 
 mod archive;
+pub mod copy;
 #[cfg(test)]
 mod fixtures;
 mod keys;

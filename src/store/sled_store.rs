@@ -24,6 +24,9 @@ use crate::jobs::{DeadLetter, Job, JobResult, Party, Task};
 use crate::registry::Registration;
 use crate::rules::{self, Policy, RecordFacts, Terminal, TerminalOutcome};
 
+#[path = "sled_copy.rs"]
+mod copy;
+
 #[derive(Debug, Clone)]
 pub struct StoreOptions {
     pub policy: Policy,

@@ -43,6 +43,14 @@ fn database_for(store: &Path) -> std::sync::Arc<TestDb> {
     db
 }
 
+/// The PostgreSQL database of `app`, when the suite runs on PostgreSQL.
+pub fn database_of(app: &TestApp) -> Option<std::sync::Arc<TestDb>> {
+    let dbs = DATABASES.lock().unwrap_or_else(|p| p.into_inner());
+    dbs.iter()
+        .find(|(p, _)| *p == app.store_path)
+        .map(|(_, db)| db.clone())
+}
+
 /// Drops an app's test database with the app, unless the app was stopped to be restarted on
 /// the same store (`TestApp::stop`).
 struct DatabaseGuard(PathBuf);

@@ -15,5 +15,6 @@ mod admin;
 mod gosign_rest;
 #[path = "../api/gosign_soap.rs"]
 mod gosign_soap;
+mod outage;
 #[path = "../api/relay.rs"]
 mod relay;

@@ -10,6 +10,7 @@
 //! `jobs`: the queue (claims with a lease); `payloads`: raw bodies in chunks; `purge`: the
 //! retention, by one instance at a time.
 
+mod copy;
 mod jobs;
 mod payloads;
 mod purge;

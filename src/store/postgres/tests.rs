@@ -455,3 +455,38 @@ async fn migrations_run_once_and_refuse_a_newer_schema() {
         "an empty database is not migrated"
     );
 }
+
+/// One instance purges at a time: while another holds the purge lock, a purge does nothing
+/// (and says so with 0); afterwards it purges.
+#[tokio::test]
+async fn one_instance_purges_at_a_time() {
+    let db = TestDb::create().await;
+    let s = open(&db, Duration::from_secs(30)).await;
+    s.record(
+        new_event("T1", Outcome::Progress { detail: "d".into() }, "p"),
+        payload(5),
+    )
+    .await
+    .unwrap();
+    let mut other = s.pool().acquire().await.unwrap();
+    let held: bool = sqlx::query_scalar("SELECT pg_try_advisory_lock($1, $2)")
+        .bind(schema::LOCK_NAMESPACE)
+        .bind(schema::PURGE_LOCK)
+        .fetch_one(&mut *other)
+        .await
+        .unwrap();
+    assert!(held);
+    let later = Utc::now() + chrono::Duration::seconds(1);
+    assert_eq!(
+        s.purge(later).await.unwrap(),
+        0,
+        "another instance is purging"
+    );
+    sqlx::query("SELECT pg_advisory_unlock($1, $2)")
+        .bind(schema::LOCK_NAMESPACE)
+        .bind(schema::PURGE_LOCK)
+        .execute(&mut *other)
+        .await
+        .unwrap();
+    assert_eq!(s.purge(later).await.unwrap(), 1);
+}
