@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, PgPool, Row};
 use uuid::Uuid;
 
+pub use super::records::queue;
 use super::records::{
     contradict, find_event, lock_transaction, move_event, record_in, registered, save_event,
 };
@@ -16,23 +17,6 @@ use crate::event::{NewEvent, RawPayload, RelayState};
 use crate::jobs::{Job, JobResult, Party};
 use crate::rules::{self, Policy};
 use crate::store::StoreError;
-
-/// Queues a job (a job of the same id, an event's, is replaced: an event waits on one step).
-pub async fn queue(conn: &mut PgConnection, job: &Job) -> Result<(), StoreError> {
-    sqlx::query(
-        "INSERT INTO jobs (id, party, due, record) VALUES ($1, $2, $3, $4)
-         ON CONFLICT (id) DO UPDATE SET party = EXCLUDED.party, due = EXCLUDED.due,
-             record = EXCLUDED.record, lease_owner = NULL, lease_until = NULL",
-    )
-    .bind(job.id)
-    .bind(job.party().as_str())
-    .bind(job.due)
-    .bind(sqlx::types::Json(job))
-    .execute(&mut *conn)
-    .await
-    .map_err(pg)?;
-    Ok(())
-}
 
 /// A claimed job, and the instance whose lease on it had run out, if any.
 pub struct Claimed {

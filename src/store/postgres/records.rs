@@ -6,10 +6,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
-use super::jobs::queue;
 use super::{parse, pg, schema};
 use crate::event::{NewEvent, RelayState, SigningEvent, TransactionId, Vendor};
-use crate::jobs::Task;
+use crate::jobs::{Job, Task};
 use crate::rules::{self, Policy, RecordFacts, Terminal, TerminalOutcome};
 use crate::store::{QuarantineEntry, Recorded, StoreError};
 
@@ -146,7 +145,7 @@ pub async fn move_event(
         .map_err(pg)?;
     }
     if let Some(task) = next {
-        queue(conn, &crate::jobs::Job::new(task, now)).await?;
+        queue(conn, &Job::new(task, now)).await?;
     }
     Ok(event)
 }
@@ -235,4 +234,21 @@ pub async fn contradict(
     insert_quarantine(conn, &entry).await?;
     event.relay = relay;
     save_event(conn, &event).await
+}
+
+/// Queues a job (a job of the same id, an event's, is replaced: an event waits on one step).
+pub async fn queue(conn: &mut PgConnection, job: &Job) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO jobs (id, party, due, record) VALUES ($1, $2, $3, $4)
+         ON CONFLICT (id) DO UPDATE SET party = EXCLUDED.party, due = EXCLUDED.due,
+             record = EXCLUDED.record, lease_owner = NULL, lease_until = NULL",
+    )
+    .bind(job.id)
+    .bind(job.party().as_str())
+    .bind(job.due)
+    .bind(sqlx::types::Json(job))
+    .execute(&mut *conn)
+    .await
+    .map_err(pg)?;
+    Ok(())
 }
