@@ -9,6 +9,8 @@ use prometheus::{
 };
 use tracing_subscriber::EnvFilter;
 
+use crate::jobs::pace::PaceGauges;
+use crate::jobs::Party;
 use crate::store::writer::CommitObserver;
 use crate::store::Depths;
 use serde::{Deserialize, Serialize};
@@ -262,6 +264,18 @@ impl Metrics {
     }
 
     /// A counter of a part that owns its own figures (a vendor), in the same exposition.
+    /// A party's lane figures (window, requests in flight, RTT, circuit), labelled by party.
+    pub fn pace_gauges(&self, party: Party) -> PaceGauges {
+        let p = [party.as_str()];
+        PaceGauges {
+            window: self.party_window.with_label_values(&p),
+            in_flight: self.party_in_flight.with_label_values(&p),
+            rtt: self.party_rtt.with_label_values(&p),
+            circuit_open: self.party_circuit_open.with_label_values(&p),
+            circuit_opened: self.party_circuit_opened.with_label_values(&p),
+        }
+    }
+
     pub fn counter_vec(&self, name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
         let c = IntCounterVec::new(Opts::new(name, help), labels).expect("metric");
         self.registry

@@ -21,8 +21,6 @@ use tokio::time::Instant;
 
 use super::backoff::Backoff;
 use super::circuit::{Change, Circuit, Gate, Ticket, Verdict};
-use super::Party;
-use crate::telemetry::Metrics;
 
 /// The EWMA's weight of the newest interval.
 const ALPHA: f64 = 0.4;
@@ -240,7 +238,7 @@ pub struct Pace {
     inner: Mutex<Inner>,
     /// A request ended or the circuit changed: the lane may start more.
     changed: Notify,
-    gauges: Option<Gauges>,
+    gauges: Option<PaceGauges>,
 }
 
 struct Inner {
@@ -249,13 +247,14 @@ struct Inner {
     in_flight: usize,
 }
 
-/// The party's figures as `/metrics` shows them.
-struct Gauges {
-    window: IntGauge,
-    in_flight: IntGauge,
-    rtt: Gauge,
-    circuit_open: IntGauge,
-    circuit_opened: IntCounter,
+/// The party's figures as `/metrics` shows them, labelled by whoever owns the registry (the
+/// job model knows no metrics registry).
+pub struct PaceGauges {
+    pub window: IntGauge,
+    pub in_flight: IntGauge,
+    pub rtt: Gauge,
+    pub circuit_open: IntGauge,
+    pub circuit_opened: IntCounter,
 }
 
 /// A request in flight, as the pace counts it.
@@ -280,22 +279,7 @@ pub struct Transition {
 impl Pace {
     /// The circuit probes after `backoff.initial` at first and obeys a `Retry-After` up to
     /// `backoff.max`.
-    pub fn new(
-        party: Party,
-        settings: &PaceSettings,
-        backoff: Backoff,
-        metrics: Option<&Metrics>,
-    ) -> Pace {
-        let gauges = metrics.map(|m| {
-            let p = [party.as_str()];
-            Gauges {
-                window: m.party_window.with_label_values(&p),
-                in_flight: m.party_in_flight.with_label_values(&p),
-                rtt: m.party_rtt.with_label_values(&p),
-                circuit_open: m.party_circuit_open.with_label_values(&p),
-                circuit_opened: m.party_circuit_opened.with_label_values(&p),
-            }
-        });
+    pub fn new(settings: &PaceSettings, backoff: Backoff, gauges: Option<PaceGauges>) -> Pace {
         let pace = Pace {
             inner: Mutex::new(Inner {
                 window: Window::new(settings),

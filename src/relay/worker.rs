@@ -104,10 +104,9 @@ impl Worker {
         for (settings, handler) in self.lanes {
             let lane = Arc::new(Lane {
                 pace: Pace::new(
-                    settings.party,
                     &settings.pace,
                     settings.backoff,
-                    Some(&self.metrics),
+                    Some(self.metrics.pace_gauges(settings.party)),
                 ),
                 wake: self.wakers.of(settings.party),
                 settings,
