@@ -1651,6 +1651,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         s.connections,
     )
     .await?;
+    registered_to += s.backlog;
     gen.next_env.store(first_backlog, Relaxed);
     println!(
         "  NRC outage (503): registered {} transactions in {:.1} s ({}/s)",
@@ -1682,9 +1683,22 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     nrc.set_behaviour(Behaviour::Accept);
     let n = backlog_ids.len();
     let deadline = Instant::now() + Duration::from_secs(60 + s.backlog / 500);
+    // The NRC lane's window, sampled while it drains.
+    let mut windows = Vec::new();
+    let mut sampled = Instant::now();
     while nrc.attempts() < attempts_before + n && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
+        if sampled.elapsed() >= Duration::from_millis(250) {
+            sampled = Instant::now();
+            let m = Scrape::take(addr).await;
+            windows.push((
+                m.get("signrelay_party_window", "\"nrc\""),
+                m.get("signrelay_party_rtt_seconds", "\"nrc\"") * 1000.0,
+            ));
+        }
     }
+    let drain_window = windows.iter().map(|w| w.0).sum::<f64>() / windows.len().max(1) as f64;
+    let drain_rtt = windows.iter().map(|w| w.1).sum::<f64>() / windows.len().max(1) as f64;
     let drain_cores = cpu.cores();
     note_disturbance("backlog drain", drain_cores[2]);
     let received = wait_received(&nrc, &backlog_ids, Duration::from_secs(60)).await;
@@ -1708,8 +1722,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     println!(
         "  backlog of {} outcomes (outbox {:.0}, {:.0} failed attempts during the outage); NRC back: \
          first delivery after {} ms, all {} delivered at {}/s from the switch ({}/s from the first \
-         delivery); CPU cores used: signrelay {:.2}, bench (NRC stand-in) {:.2}, rest of the \
-         machine {:.2}; max RSS {:.1} MiB",
+         delivery); NRC window {:.1} on average, RTT {:.2} ms; CPU cores used: signrelay {:.2}, \
+         bench (NRC stand-in) {:.2}, rest of the machine {:.2}; max RSS {:.1} MiB",
         n,
         outbox,
         retries_outage,
@@ -1717,6 +1731,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         times.len(),
         fmt_rate(drain_total),
         fmt_rate(drain_steady),
+        drain_window,
+        drain_rtt,
         drain_cores[0],
         drain_cores[1],
         drain_cores[2],
@@ -1749,7 +1765,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .map(|c| c.rate() * (settle + span).as_secs_f64() * 1.3)
         .sum::<f64>() as u64
         + 200;
-    let first_limited = registered_to;
+    // Envelopes of their own: past every one handed out so far.
+    let first_limited = registered_to.max(gen.next_env.load(Relaxed));
     register(addr, first_limited, first_limited + need, s.connections).await?;
     gen.next_env.store(first_limited, Relaxed);
     nrc.set_capacity(Some(limited[0]));
