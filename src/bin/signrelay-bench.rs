@@ -1416,6 +1416,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         concurrency: cli.relay_concurrency,
         backoff_initial_ms: 100,
         backoff_max_secs: 1,
+        probe_interval_max_secs: 1,
         timeout_secs: 5,
     };
     let config = signrelay_config(port, s.workers, &store, &nrc.url, &cli.log_level, &relay);
@@ -1425,13 +1426,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         "\n[signrelay] {} serve; server.workers = {}, server.keep_alive_secs = 75, \
          store.max_group = 1024 (default), \
          relay.concurrency = {}, relay.backoff_initial_ms = {}, relay.backoff_max_secs = {}, \
-         relay.timeout_secs = {}, gosign.workability.policy = registry, auth basic (REST, SOAP), \
+         relay.probe_interval_max_secs = {}, relay.timeout_secs = {}, gosign.workability.policy = registry, auth basic (REST, SOAP), \
          log.level = {} (JSON to {})",
         signrelay_bin.display(),
         s.workers,
         relay.concurrency,
         relay.backoff_initial_ms,
         relay.backoff_max_secs,
+        relay.probe_interval_max_secs,
         relay.timeout_secs,
         cli.log_level,
         log_path.display()
@@ -2076,6 +2078,7 @@ struct RelayCfg {
     concurrency: usize,
     backoff_initial_ms: u64,
     backoff_max_secs: u64,
+    probe_interval_max_secs: u64,
     timeout_secs: u64,
 }
 
@@ -2107,6 +2110,7 @@ path = "{store}"
 concurrency = {concurrency}
 backoff_initial_ms = {backoff_initial_ms}
 backoff_max_secs = {backoff_max_secs}
+probe_interval_max_secs = {probe_interval_max_secs}
 timeout_secs = {timeout_secs}
 
 [nrc]
@@ -2138,6 +2142,7 @@ policy = "registry"
         concurrency = relay.concurrency,
         backoff_initial_ms = relay.backoff_initial_ms,
         backoff_max_secs = relay.backoff_max_secs,
+        probe_interval_max_secs = relay.probe_interval_max_secs,
         timeout_secs = relay.timeout_secs,
     )
 }
