@@ -55,14 +55,7 @@ impl Instance {
         more_toml: &str,
     ) -> Instance {
         Instance::start_config(dir, label, |port| {
-            let toml = serve_toml(
-                &format!("127.0.0.1:{port}"),
-                store,
-                nrc_url,
-                2,
-                RELAY_CONCURRENCY,
-            );
-            format!("{toml}\n{more_toml}")
+            format!("{}\n{more_toml}", Instance::toml(port, store, nrc_url))
         })
         .await
     }
@@ -76,18 +69,22 @@ impl Instance {
         edit: impl Fn(&mut toml::Table),
     ) -> Instance {
         Instance::start_config(dir, label, |port| {
-            let toml = serve_toml(
-                &format!("127.0.0.1:{port}"),
-                store,
-                nrc_url,
-                2,
-                RELAY_CONCURRENCY,
-            );
-            let mut t: toml::Table = toml.parse().unwrap();
+            let mut t: toml::Table = Instance::toml(port, store, nrc_url).parse().unwrap();
             edit(&mut t);
             t.to_string()
         })
         .await
+    }
+
+    /// The tests' config of an instance on `port`.
+    fn toml(port: u16, store: &Path, nrc_url: &str) -> String {
+        serve_toml(
+            &format!("127.0.0.1:{port}"),
+            store,
+            nrc_url,
+            2,
+            RELAY_CONCURRENCY,
+        )
     }
 
     /// Starts with the config `config(port)` on a free port.
