@@ -24,6 +24,10 @@ fn quick_bench_prints_its_table_and_every_acknowledged_outcome_reaches_the_nrc()
         "drain at a limited NRC",
         "errors caused at the limited NRC",
         "peak RSS",
+        "CPU per acknowledged, relayed callback",
+        "no-op CPU per answered callback",
+        "fill: maximum rate at its start / end",
+        "fill: RSS at 1 000 callbacks/s, start / end",
     ] {
         assert!(stdout.contains(row), "no `{row}` in the table:\n{stdout}");
     }
@@ -32,4 +36,8 @@ fn quick_bench_prints_its_table_and_every_acknowledged_outcome_reaches_the_nrc()
         "{stdout}"
     );
     assert!(stdout.contains("missing at the NRC: 0;"), "{stdout}");
+    assert!(
+        stdout.contains("terminal outcomes of the fill missing at the NRC: 0 of"),
+        "{stdout}"
+    );
 }

@@ -7,6 +7,9 @@
 //! rate, RSS, callback-ack → NRC receipt). Then it records a backlog during an NRC outage and
 //! times its drain, and drains another into an NRC of limited capacity (at most K requests at
 //! once), which changes mid-drain: the rate as a share of the capacity, and the errors caused.
+//! Last it fills the store (`--fill`, a million callbacks by default) and measures the maximum
+//! rate, the CPU per callback and RSS at both ends of the fill. Every phase's CPU is also shown
+//! per acknowledged callback.
 //! It prints one table with each figure, its target and pass/fail, and exits
 //! 0 whatever the figures are (it is a measurement); it exits non-zero only when it could not
 //! run, or when an acknowledged outcome never reached the NRC.
@@ -95,6 +98,10 @@ struct Cli {
     /// dropped by the run); the load's connections are spread over them.
     #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// Callbacks the store holds at the end of the fill phase (the store's size measured at
+    /// both ends: maximum rate, CPU per callback, RSS at the fixed rate); 0 skips it.
+    #[arg(long, default_value_t = 1_000_000)]
+    fill: u64,
 }
 
 #[derive(Subcommand)]
@@ -1039,6 +1046,9 @@ struct Measured {
     cores: Vec<f64>,
     before: Scrape,
     after: Scrape,
+    /// The server's (first pid's) CPU seconds when the phase started.
+    server_cpu_at: f64,
+    server_pid: u32,
 }
 
 impl Measured {
@@ -1062,7 +1072,18 @@ impl Measured {
             cores,
             before,
             after,
+            server_cpu_at: cpu.at[0],
+            server_pid: pids[0],
         })
+    }
+
+    /// What `RelayedCpu::us` needs, kept past the phase's figures.
+    fn relayed(&self) -> RelayedCpu {
+        RelayedCpu {
+            pid: self.server_pid,
+            at: self.server_cpu_at,
+            acked: self.out.stats.acked,
+        }
     }
 
     /// The phase's line and its group commit line.
@@ -1072,6 +1093,21 @@ impl Measured {
             "    {}",
             commit_summary(&self.before, &self.after, self.out.elapsed.as_secs_f64())
         );
+    }
+}
+
+/// The server's CPU from a phase's start, per callback the phase acknowledged.
+struct RelayedCpu {
+    pid: u32,
+    at: f64,
+    acked: u64,
+}
+
+impl RelayedCpu {
+    /// CPU µs per acknowledged callback from the phase's start until now: asked once what the
+    /// phase queued is relayed, the cost of an acknowledged, relayed callback.
+    fn us(&self) -> f64 {
+        (cpu_secs(self.pid) - self.at) / self.acked.max(1) as f64 * 1e6
     }
 }
 
@@ -1228,14 +1264,19 @@ fn note_disturbance(name: &str, rest: f64) {
     }
 }
 
+/// CPU µs a process spent per acknowledged callback of a phase, from the cores it used.
+fn cpu_us_per_callback(cores: f64, p: &PhaseOut) -> f64 {
+    cores * p.elapsed.as_secs_f64() / p.stats.acked.max(1) as f64 * 1e6
+}
+
 fn phase_line(name: &str, p: &PhaseOut, cores: &[f64], extra: &str) {
     note_disturbance(name, cores.get(2).copied().unwrap_or(0.0));
     let mut lat = p.stats.cb_lat.clone();
     let (p50, p99, p999) = lat3(&mut lat);
     println!(
         "  {name}: {} acknowledged callbacks/s ({} new, {} duplicates, {} workability checks) \
-         in {:.1} s; latency p50 {} / p99 {} / p99.9 {} ms; CPU cores used: server {:.2}, bench \
-         {:.2}, rest of the machine {:.2}{extra}",
+         in {:.1} s; latency p50 {} / p99 {} / p99.9 {} ms; CPU cores used: server {:.2} \
+         ({:.0} µs per acknowledged callback), bench {:.2}, rest of the machine {:.2}{extra}",
         fmt_rate(p.rate()),
         p.stats.acked_new,
         p.stats.acked_dup,
@@ -1245,6 +1286,7 @@ fn phase_line(name: &str, p: &PhaseOut, cores: &[f64], extra: &str) {
         ms(p99),
         ms(p999),
         cores.first().copied().unwrap_or(0.0),
+        cpu_us_per_callback(cores.first().copied().unwrap_or(0.0), p),
         cores.get(1).copied().unwrap_or(0.0),
         cores.get(2).copied().unwrap_or(0.0),
     );
@@ -1290,6 +1332,7 @@ struct Settings {
     backlog: u64,
     workers: usize,
     fixed_rate: f64,
+    fill: u64,
 }
 
 async fn wait_ready(addr: SocketAddr, path: &str, child: &mut ChildGuard) -> anyhow::Result<()> {
@@ -1320,6 +1363,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         backlog: if cli.quick { 500 } else { cli.backlog },
         workers: if cli.workers == 0 { cores } else { cli.workers },
         fixed_rate: cli.fixed_rate,
+        fill: if cli.quick {
+            cli.fill.min(3_000)
+        } else {
+            cli.fill
+        },
     };
     let signrelay_bin = match &cli.signrelay {
         Some(p) => p.clone(),
@@ -1422,7 +1470,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     )
     .await?;
     println!("\n[no-op] actix-web, {} workers, same load:", s.workers);
-    phase_line("no-op closed loop", &noop_run, &cpu.cores(), "");
+    let noop_cores = cpu.cores();
+    phase_line("no-op closed loop", &noop_run, &noop_cores, "");
+    let noop_us = cpu_us_per_callback(noop_cores[0], &noop_run);
     drop(noop);
 
     // 3. signrelay and the NRC stand-in.
@@ -1578,6 +1628,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             (rss_after - rss_before) / fixed_phase.out.stats.acked.max(1) as f64 * 10_000.0
         ),
     );
+    let fixed_cpu = fixed_phase.relayed();
     let fixed = fixed_phase.out;
     let used = gen.next_env.load(Relaxed);
     if used > registered_to {
@@ -1614,6 +1665,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let fixed_acked = fixed.stats.acked;
     all.merge(fixed.stats);
     wait_drained(addr, Duration::from_secs(60)).await;
+    let fixed_us = fixed_cpu.us();
 
     // 5. Warm-up, which also estimates the maximum rate. Envelopes beyond the registered pool
     // arrive before their registration (parked) and are registered (released) after.
@@ -1657,6 +1709,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             max_phase.after.get("signrelay_outbox_depth", "")
         ),
     );
+    let max_cpu = max_phase.relayed();
+    let max_us_acked = cpu_us_per_callback(max_phase.cores[0], &max_phase.out);
     let max = max_phase.out;
     let max_rate = max.rate();
     let used = gen.next_env.load(Relaxed);
@@ -1670,6 +1724,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     let max_l = lat3(&mut max_lat);
     all.merge(max.stats);
     wait_drained(addr, Duration::from_secs(120)).await;
+    let max_us = max_cpu.us();
+    println!(
+        "    CPU per acknowledged callback, relayed: {max_us:.0} µs (until the outbox was empty)"
+    );
 
     // 7. Open loop at half the maximum rate.
     let half = (max_rate / 2.0).max(1.0);
@@ -1694,6 +1752,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         ),
         "",
     );
+    let half_cpu = half_phase.relayed();
     let half_run = half_phase.out;
     let mut half_lat = half_run.stats.cb_lat.clone();
     let half_l = lat3(&mut half_lat);
@@ -1707,6 +1766,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if outbox + parked > 0.0 {
         println!("    (outbox {outbox}, parked {parked} still not empty after 120 s)");
     }
+    let half_us = half_cpu.us();
 
     // 8. Backlog: record during an NRC outage, then time the drain.
     nrc.set_behaviour(Behaviour::Fail {
@@ -1928,7 +1988,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         limited_missing
     );
 
-    // 10. Everything acknowledged reached the NRC?
+    // 10. The store filled to `fill` callbacks, measured at both ends of the fill.
+    let fill = if s.fill > 0 {
+        let mut f = Fill {
+            addr,
+            pids: [sr_pid, bench_pid],
+            gen: gen.clone(),
+            s: &s,
+            store: &store,
+            rss: &rss,
+            registered_to,
+            stored: all.acked_new,
+            estimate: max_rate,
+            terminal: Vec::new(),
+        };
+        let report = f.run(&nrc).await?;
+        registered_to = f.registered_to;
+        Some(report)
+    } else {
+        None
+    };
+    let _ = registered_to;
+
+    // 11. Everything acknowledged reached the NRC?
     let mut acked: HashSet<u64> = all.terminal_acks.iter().map(|(j, _)| *j).collect();
     acked.extend(all.dup_terminal.iter().copied());
     let acked: Vec<u64> = acked.into_iter().collect();
@@ -1972,7 +2054,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         if missing == 0 { "yes" } else { "NO" }
     );
 
-    // 11. The table.
+    // 12. The table.
     let noop_rate = noop_run.rate();
     let ratio = max_rate / noop_rate.max(1e-9);
     let mut noop_lat = noop_run.stats.cb_lat.clone();
@@ -2013,6 +2095,18 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         row(
             "no-op actix-web endpoint, same load",
             format!("{}/s", fmt_rate(noop_rate)),
+        ),
+        target(
+            "CPU per acknowledged, relayed callback at max / half max / fixed rate",
+            format!(
+                "{max_us:.0} / {half_us:.0} / {fixed_us:.0} µs ({max_us_acked:.0} µs while loaded)"
+            ),
+            "at max ≤ 150 µs (goal 100)".into(),
+            max_us <= 150.0,
+        ),
+        row(
+            "no-op CPU per answered callback",
+            format!("{noop_us:.1} µs"),
         ),
         target(
             "signrelay / no-op",
@@ -2086,10 +2180,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             rss_fixed <= 64.0,
         ),
         row("peak RSS, whole run (VmHWM)", format!("{peak_rss:.1} MiB")),
-        row(
-            "acknowledged outcomes missing at the NRC",
-            format!("{missing} of {}", fmt_rate(acked.len() as f64)),
-        ),
     ];
     // The limited NRC's rates, before the errors they caused.
     let at = rows
@@ -2097,6 +2187,13 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         .position(|r| r.figure.starts_with("errors caused at the limited NRC"))
         .unwrap_or(rows.len());
     rows.splice(at..at, limited_rows);
+    if let Some(f) = &fill {
+        rows.extend(f.rows(s.fixed_rate));
+    }
+    rows.push(row(
+        "acknowledged outcomes missing at the NRC",
+        format!("{missing} of {}", fmt_rate(acked.len() as f64)),
+    ));
     println!("\nResults");
     print_table(&rows);
     let disturbed = DISTURBED.lock().unwrap_or_else(|p| p.into_inner()).clone();
@@ -2115,7 +2212,251 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     if missing > 0 {
         bail!("{missing} acknowledged outcomes never reached the NRC");
     }
+    if let Some(f) = fill.filter(|f| f.missing > 0) {
+        bail!(
+            "{} acknowledged outcomes of the fill never reached the NRC",
+            f.missing
+        );
+    }
     Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The fill: whether throughput, CPU and RSS stay flat as the store grows.
+
+/// The figures at one end of the fill.
+struct FillEnd {
+    /// Callbacks recorded in the store (each with its transaction's registration).
+    stored: u64,
+    /// Largest RSS at the fixed rate, MiB.
+    rss_fixed: f64,
+    max_rate: f64,
+    /// CPU µs per acknowledged callback at the maximum rate, until relayed.
+    cpu_us: f64,
+    /// Largest RSS at the maximum rate, MiB.
+    rss_max: f64,
+}
+
+struct FillReport {
+    start: FillEnd,
+    end: FillEnd,
+    /// Callbacks per second while filling (their registrations included in the time).
+    fill_rate: f64,
+    fill_cpu_us: f64,
+    store_bytes: u64,
+    missing: usize,
+    terminal: usize,
+}
+
+struct Fill<'a> {
+    addr: SocketAddr,
+    pids: [u32; 2],
+    gen: Arc<Gen>,
+    s: &'a Settings,
+    store: &'a Path,
+    rss: &'a RssWatch,
+    registered_to: u64,
+    /// Callbacks recorded so far (the run's earlier phases included).
+    stored: u64,
+    /// Maximum rate last seen: how many transactions a closed loop needs registered.
+    estimate: f64,
+    /// Terminal outcomes acknowledged during the fill, checked at the NRC at its end.
+    terminal: Vec<u64>,
+}
+
+impl Fill<'_> {
+    /// Both ends and the fill between them; the NRC stand-in keeps only transaction ids
+    /// meanwhile (a million notifications would not fit).
+    async fn run(&mut self, nrc: &NrcStandIn) -> anyhow::Result<FillReport> {
+        println!(
+            "\n[fill] filling the store to {} callbacks (at least 1 000 more), both ends measured:",
+            fmt_rate(self.s.fill as f64)
+        );
+        nrc.set_light(true);
+        let start = self.end("start of the fill").await?;
+        // Always some fill, so that the two ends differ.
+        let target = self.s.fill.max(self.stored + 1_000);
+        let t0 = Instant::now();
+        let cpu_at = cpu_secs(self.pids[0]);
+        let acked_at = self.stored;
+        while self.stored < target {
+            let chunk = (target - self.stored).min(50_000);
+            // 83 % of the requests are callbacks on new envelopes.
+            let requests = (chunk as f64 / 0.83) as u64 + 1;
+            self.load(Pace::Count(requests), Mix::Full, "filling")
+                .await?;
+            progress(&format!(
+                "filled to {} callbacks, {:.0} s, RSS {:.1} MiB",
+                self.stored,
+                t0.elapsed().as_secs_f64(),
+                self.rss.take_max_mib()
+            ));
+        }
+        let filled = self.stored - acked_at;
+        let fill_secs = t0.elapsed().as_secs_f64();
+        let fill_cpu_us = (cpu_secs(self.pids[0]) - cpu_at) / filled.max(1) as f64 * 1e6;
+        let fill_rate = filled as f64 / fill_secs;
+        println!(
+            "  filled: {filled} callbacks in {fill_secs:.0} s, {}/s (registrations included); \
+             CPU {fill_cpu_us:.0} µs per callback",
+            fmt_rate(fill_rate)
+        );
+        let end = self.end("end of the fill").await?;
+        let ids: HashSet<String> = nrc.light_received();
+        let missing = self
+            .terminal
+            .iter()
+            .filter(|j| !ids.contains(&tx(**j)))
+            .count();
+        nrc.set_light(false);
+        let store_bytes = dir_bytes(self.store);
+        println!(
+            "  store on disk: {:.2} GB; terminal outcomes of the fill missing at the NRC: {missing} of {}",
+            store_bytes as f64 / 1e9,
+            self.terminal.len()
+        );
+        Ok(FillReport {
+            terminal: self.terminal.len(),
+            start,
+            end,
+            fill_rate,
+            fill_cpu_us,
+            store_bytes,
+            missing,
+        })
+    }
+
+    /// The fixed rate (RSS), then the closed loop (maximum rate, CPU until relayed, RSS).
+    async fn end(&mut self, name: &str) -> anyhow::Result<FillEnd> {
+        let stored = self.stored;
+        self.rss.take_max_mib();
+        let fixed = self
+            .load(
+                Pace::Open(self.s.fixed_rate / CALLBACK_SHARE, self.s.duration),
+                Mix::Full,
+                name,
+            )
+            .await?;
+        let rss_fixed = self.rss.take_max_mib();
+        fixed.0.print(
+            &format!("{name}, {} stored: fixed rate", fmt_rate(stored as f64)),
+            &format!("; max RSS {rss_fixed:.1} MiB"),
+        );
+        let (max, cpu_us) = self
+            .load(Pace::Closed(self.s.duration), Mix::Full, name)
+            .await?;
+        let rss_max = self.rss.take_max_mib();
+        max.print(
+            &format!("{name}: closed loop"),
+            &format!("; max RSS {rss_max:.1} MiB; relayed: {cpu_us:.0} µs per callback"),
+        );
+        self.estimate = max.out.rate();
+        Ok(FillEnd {
+            stored,
+            rss_fixed,
+            max_rate: max.out.rate(),
+            cpu_us,
+            rss_max,
+        })
+    }
+
+    /// One load with its transactions registered (before it, and after it those it went
+    /// beyond), until what it queued is relayed; returns it with the server's CPU µs per
+    /// acknowledged callback until then.
+    async fn load(&mut self, pace: Pace, mix: Mix, what: &str) -> anyhow::Result<(Measured, f64)> {
+        let need = match pace {
+            Pace::Closed(d) => self.estimate * d.as_secs_f64() * 1.2,
+            Pace::Open(rate, d) => rate * d.as_secs_f64(),
+            Pace::Count(n) => n as f64,
+        } as u64
+            + 64;
+        let c = self.s.connections;
+        register(self.addr, self.registered_to, self.registered_to + need, c).await?;
+        self.registered_to += need;
+        wait_drained(self.addr, Duration::from_secs(120)).await;
+        let m = Measured::run(self.addr, &self.pids, what, self.gen.clone(), pace, mix, c).await?;
+        let used = self.gen.next_env.load(Relaxed);
+        if used > self.registered_to {
+            register(self.addr, self.registered_to, used, c).await?;
+            self.registered_to = used;
+        }
+        wait_drained(self.addr, Duration::from_secs(120)).await;
+        let cpu_us = m.relayed().us();
+        let st = &m.out.stats;
+        self.stored += st.acked_new;
+        self.terminal
+            .extend(st.terminal_acks.iter().map(|(j, _)| *j));
+        self.terminal.extend(st.dup_terminal.iter().copied());
+        Ok((m, cpu_us))
+    }
+}
+
+impl FillReport {
+    fn rows(&self, fixed_rate: f64) -> Vec<Row> {
+        let (a, b) = (&self.start, &self.end);
+        let within = |x: f64, y: f64| (y - x).abs() <= 0.1 * x;
+        vec![
+            row(
+                format!(
+                    "fill: {} → {} callbacks stored",
+                    fmt_rate(a.stored as f64),
+                    fmt_rate(b.stored as f64)
+                ),
+                format!(
+                    "{}/s, {:.0} µs CPU per callback; store {:.2} GB",
+                    fmt_rate(self.fill_rate),
+                    self.fill_cpu_us,
+                    self.store_bytes as f64 / 1e9
+                ),
+            ),
+            target(
+                "fill: maximum rate at its start / end",
+                format!("{}/s / {}/s", fmt_rate(a.max_rate), fmt_rate(b.max_rate)),
+                "within 10 %".into(),
+                within(a.max_rate, b.max_rate),
+            ),
+            row(
+                "fill: CPU per acknowledged, relayed callback at max, start / end",
+                format!("{:.0} / {:.0} µs", a.cpu_us, b.cpu_us),
+            ),
+            target(
+                "fill: RSS at the maximum rate, start / end",
+                format!("{:.1} / {:.1} MiB", a.rss_max, b.rss_max),
+                "within 10 %".into(),
+                within(a.rss_max, b.rss_max),
+            ),
+            target(
+                format!(
+                    "fill: RSS at {} callbacks/s, start / end",
+                    fmt_rate(fixed_rate)
+                ),
+                format!("{:.1} / {:.1} MiB", a.rss_fixed, b.rss_fixed),
+                "≤ 64 MiB at both".into(),
+                a.rss_fixed <= 64.0 && b.rss_fixed <= 64.0,
+            ),
+            target(
+                "fill: acknowledged outcomes missing at the NRC",
+                format!("{} of {}", self.missing, fmt_rate(self.terminal as f64)),
+                "0".into(),
+                self.missing == 0,
+            ),
+        ]
+    }
+}
+
+/// Bytes of the files under `dir` (the store's size on disk).
+fn dir_bytes(dir: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|e| match e.metadata() {
+            Ok(m) if m.is_dir() => dir_bytes(&e.path()),
+            Ok(m) => m.len(),
+            Err(_) => 0,
+        })
+        .sum()
 }
 
 /// Polls the stand-in until every envelope in `wanted` was received (or `timeout`); returns

@@ -12,7 +12,7 @@
 //! port closed) and come up again; to refuse signrelay's credentials (a rotated secret); and to
 //! lose its kanaal.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::net::TcpListener;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -180,6 +180,9 @@ pub struct Received {
 struct State {
     behaviour: Option<Behaviour>,
     received: Vec<Received>,
+    /// Set: accepted notifications keep their transaction id only (a million of them fit).
+    light: bool,
+    light_received: HashSet<String>,
     refused: Vec<(u16, String)>,
     /// kanaal naam → filters
     kanalen: BTreeMap<String, Vec<String>>,
@@ -366,6 +369,17 @@ impl NrcStandIn {
     /// Accepted notifications, in arrival order.
     pub fn received(&self) -> Vec<Received> {
         self.lock().received.clone()
+    }
+
+    /// Keep only the transaction ids of what is accepted from now on (`light_received`), not
+    /// whole notifications: a benchmark filling a store sends millions.
+    pub fn set_light(&self, light: bool) {
+        self.lock().light = light;
+    }
+
+    /// Transaction ids of the notifications accepted while light.
+    pub fn light_received(&self) -> HashSet<String> {
+        self.lock().light_received.clone()
     }
 
     /// Refused notifications: (status, reason).
@@ -621,6 +635,11 @@ async fn notificaties(req: HttpRequest, body: web::Bytes, s: web::Data<Shared>) 
                 .map(|r| format!(" reden=\"{r}\""))
                 .unwrap_or_default()
         );
+    }
+    if st.light {
+        let tx = value["kenmerken"]["transaction_id"].as_str().unwrap_or("");
+        st.light_received.insert(tx.to_string());
+        return HttpResponse::Created().json(value);
     }
     st.received.push(Received {
         body: value.clone(),
