@@ -113,7 +113,8 @@ pub struct PostgresConfig {
     /// libpq's `sslmode`: disable, allow, prefer, require, verify-ca, verify-full; unset
     /// takes the URL's (libpq's default: prefer).
     pub sslmode: Option<String>,
-    /// libpq's `sslrootcert`: the CA certificate (PEM) that verify-ca/verify-full trust.
+    /// libpq's `sslrootcert`: the CA certificate (PEM) that verify-ca/verify-full trust,
+    /// besides the public web roots built in (the machine's trust store is not read).
     pub root_cert: Option<PathBuf>,
     /// Apply the embedded migrations at start (one instance at a time); off, run
     /// `signrelay migrate --config F` as a deployment step first.

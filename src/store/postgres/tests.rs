@@ -490,3 +490,69 @@ async fn one_instance_purges_at_a_time() {
         .unwrap();
     assert_eq!(s.purge(later).await.unwrap(), 1);
 }
+
+/// Whether this pool's connection is encrypted, as the server sees it.
+async fn encrypted(cfg: &crate::config::PostgresConfig) -> Result<bool, sqlx::Error> {
+    let pool = schema::pool(cfg).unwrap();
+    let ssl = sqlx::query_scalar("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()")
+        .fetch_one(&pool)
+        .await;
+    pool.close().await;
+    ssl
+}
+
+/// TLS as libpq users set it: `sslmode` over the URL's, and `root_cert` deciding whom
+/// verify-full trusts. Needs a server with `ssl = on` and a certificate for `localhost`
+/// (Debian's default, as on the development machines and in CI, which requires it).
+#[tokio::test]
+async fn tls_as_libpq_users_expect() {
+    let db = TestDb::create().await;
+    let pool = schema::pool(&db.config()).unwrap();
+    let ssl: String = sqlx::query_scalar("SHOW ssl")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    let cert_file: String = sqlx::query_scalar("SHOW ssl_cert_file")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    if ssl != "on" || std::fs::metadata(&cert_file).is_err() {
+        assert!(
+            std::env::var_os("SIGNRELAY_REQUIRE_POSTGRES_TLS").is_none(),
+            "the PostgreSQL server has no TLS (ssl = {ssl}, certificate {cert_file})"
+        );
+        eprintln!("skipped: the PostgreSQL server has no TLS");
+        return;
+    }
+    let with = |mode: &str, root: Option<std::path::PathBuf>, host: &str| {
+        let mut cfg = db.config();
+        let mut url = url::Url::parse(&db.url).unwrap();
+        url.set_host(Some(host)).unwrap();
+        cfg.url = crate::config::Secret::Inline(url.to_string());
+        cfg.sslmode = Some(mode.into());
+        cfg.root_cert = root;
+        cfg
+    };
+    assert!(!encrypted(&with("disable", None, "127.0.0.1"))
+        .await
+        .unwrap());
+    assert!(encrypted(&with("require", None, "127.0.0.1"))
+        .await
+        .unwrap());
+    // The server's own certificate as the root: verified, name and all.
+    let server_cert = Some(std::path::PathBuf::from(&cert_file));
+    assert!(encrypted(&with("verify-full", server_cert, "localhost"))
+        .await
+        .unwrap());
+    // A root that did not sign the server's certificate is refused, not ignored.
+    let dir = tempfile::tempdir().unwrap();
+    let stranger = dir.path().join("stranger.pem");
+    let other = rcgen::generate_simple_self_signed(vec!["localhost".into()]).unwrap();
+    std::fs::write(&stranger, other.cert.pem()).unwrap();
+    let refused = encrypted(&with("verify-full", Some(stranger), "localhost")).await;
+    assert!(
+        refused.is_err(),
+        "a server certificate no root signed was accepted"
+    );
+}
