@@ -2302,12 +2302,20 @@ impl Fill<'_> {
             fmt_rate(fill_rate)
         );
         let end = self.end("end of the fill").await?;
-        let ids: HashSet<String> = nrc.light_received();
-        let missing = self
-            .terminal
-            .iter()
-            .filter(|j| !ids.contains(&tx(**j)))
-            .count();
+        // The relay may still be catching up with the last loads (their wait is bounded).
+        let deadline = Instant::now() + Duration::from_secs(120);
+        let missing = loop {
+            let ids: HashSet<String> = nrc.light_received();
+            let missing = self
+                .terminal
+                .iter()
+                .filter(|j| !ids.contains(&tx(**j)))
+                .count();
+            if missing == 0 || Instant::now() >= deadline {
+                break missing;
+            }
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        };
         nrc.set_light(false);
         let store_bytes = dir_bytes(self.store);
         println!(
@@ -2386,7 +2394,7 @@ impl Fill<'_> {
         self.stored += st.acked_new;
         self.terminal
             .extend(st.terminal_acks.iter().map(|(j, _)| *j));
-        self.terminal.extend(st.dup_terminal.iter().copied());
+        // Duplicates are left out: one may repeat an outcome relayed before the fill.
         Ok((m, cpu_us))
     }
 }

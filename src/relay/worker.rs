@@ -280,10 +280,11 @@ impl Lane {
         tracing::info!(party = party.as_str(), "job lane stopped");
     }
 
-    /// Due jobs not already in flight. Read under the in-flight lock: a job leaves
-    /// `in_flight` only after its result is in the store, so a job read here is either still
-    /// in flight or still due. Read before taking the lock, a job finishing in between would
-    /// run a second time.
+    /// Due jobs not already in flight; the store passes over those in flight unread, so a
+    /// turn reads what it starts, not the whole window. Read under the in-flight lock: a job
+    /// leaves `in_flight` only after its result is in the store, so a job read here is either
+    /// still in flight or still due. Read before taking the lock, a job finishing in between
+    /// would run a second time.
     async fn read_due(
         &self,
         now: chrono::DateTime<Utc>,
@@ -292,13 +293,9 @@ impl Lane {
         let mut f = self.in_flight.lock().await;
         let due = self
             .store
-            .due(self.settings.party, now, free + f.len())
+            .due_except(self.settings.party, now, free, &f)
             .await?;
-        Ok(due
-            .into_iter()
-            .filter(|j| f.insert(j.id))
-            .take(free)
-            .collect())
+        Ok(due.into_iter().filter(|j| f.insert(j.id)).collect())
     }
 
     async fn forget(&self, jobs: &[Job]) {

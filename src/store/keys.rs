@@ -58,6 +58,12 @@ pub fn job(party: Party, due: DateTime<Utc>, id: Uuid) -> Vec<u8> {
     cat(&[&lane(party), &ms(due), id.as_bytes()])
 }
 
+/// The job's id, the last 16 bytes of its key: read without the record.
+pub fn job_id(key: &[u8]) -> Option<Uuid> {
+    let at = key.len().checked_sub(16)?;
+    Uuid::from_slice(&key[at..]).ok()
+}
+
 /// Reads the due time back out of a job key of `party`'s lane.
 pub fn job_due(party: Party, key: &[u8]) -> Option<DateTime<Utc>> {
     let at = lane(party).len();

@@ -14,6 +14,8 @@ mod sled_store;
 mod spool;
 pub mod writer;
 
+use std::collections::HashSet;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -239,13 +241,25 @@ pub trait Store: Send + Sync + 'static {
         tx: &TransactionId,
     ) -> Result<TransactionState, StoreError>;
 
+    /// `party`'s jobs due at `now`, earliest first, up to `limit` of them not in `skip`.
+    /// The worker skips its jobs in flight, which are the earliest due: a backend leaves them
+    /// out before reading their records, so a read costs what it returns, not what is in flight.
+    async fn due_except(
+        &self,
+        party: Party,
+        now: DateTime<Utc>,
+        limit: usize,
+        skip: &HashSet<Uuid>,
+    ) -> Result<Vec<Job>, StoreError>;
     /// `party`'s jobs due at `now`, earliest first.
     async fn due(
         &self,
         party: Party,
         now: DateTime<Utc>,
         limit: usize,
-    ) -> Result<Vec<Job>, StoreError>;
+    ) -> Result<Vec<Job>, StoreError> {
+        self.due_except(party, now, limit, &HashSet::new()).await
+    }
     /// When `party`'s earliest job is due.
     async fn next_due(&self, party: Party) -> Result<Option<DateTime<Utc>>, StoreError>;
     /// Applies the result of running `job` (as read from the queue); does nothing when that

@@ -24,9 +24,10 @@ pub struct Claimed {
     pub taken_from: Option<Uuid>,
 }
 
-/// Claims up to `limit` of `party`'s jobs due at `now` for `owner`: those nobody holds, those
-/// whose lease ran out, and those `owner` holds already (its jobs in flight, which the worker
-/// filters; their lease is renewed). Earliest first.
+/// Claims up to `limit` of `party`'s jobs due at `now` for `owner`, leaving out `skip` (the
+/// worker's jobs in flight; `renew` keeps their leases): those nobody holds, those whose lease
+/// ran out, and those `owner` holds already but does not skip (a job the worker put back).
+/// Earliest first.
 pub async fn claim(
     pool: &PgPool,
     owner: Uuid,
@@ -34,12 +35,14 @@ pub async fn claim(
     party: Party,
     now: DateTime<Utc>,
     limit: usize,
+    skip: &[Uuid],
 ) -> Result<Vec<Claimed>, StoreError> {
     let rows = sqlx::query(
         "WITH c AS (
              SELECT id, lease_owner AS previous FROM jobs
              WHERE party = $1 AND due <= $2
                AND (lease_owner IS NULL OR lease_owner = $3 OR lease_until < now())
+               AND NOT (id = ANY($6))
              ORDER BY due LIMIT $4
              FOR UPDATE SKIP LOCKED)
          UPDATE jobs j SET lease_owner = $3,
@@ -53,6 +56,7 @@ pub async fn claim(
     .bind(owner)
     .bind(limit as i64)
     .bind(lease_ms)
+    .bind(skip)
     .fetch_all(pool)
     .await
     .map_err(pg)?;

@@ -406,12 +406,14 @@ impl Store for PgStore {
         })
     }
 
-    async fn due(
+    async fn due_except(
         &self,
         party: Party,
         now: DateTime<Utc>,
         limit: usize,
+        skip: &HashSet<Uuid>,
     ) -> Result<Vec<Job>, StoreError> {
+        let skip: Vec<Uuid> = skip.iter().copied().collect();
         let claimed = jobs::claim(
             &self.pool,
             self.instance,
@@ -419,6 +421,7 @@ impl Store for PgStore {
             party,
             now,
             limit,
+            &skip,
         )
         .await?;
         let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());

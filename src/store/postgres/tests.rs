@@ -556,3 +556,37 @@ async fn tls_as_libpq_users_expect() {
         "a server certificate no root signed was accepted"
     );
 }
+
+#[tokio::test]
+async fn due_jobs_skip_those_in_flight_and_return_held_ones_not_skipped() {
+    let db = TestDb::create().await;
+    let s = open(&db, Duration::from_secs(30)).await;
+    for tx in ["T1", "T2", "T3"] {
+        s.register(registration(tx)).await.unwrap();
+        s.record(new_event(tx, Outcome::Completed, tx), payload(1))
+            .await
+            .unwrap();
+    }
+    let all = s.due(Party::Nrc, Utc::now(), 10).await.unwrap();
+    assert_eq!(all.len(), 3);
+    // All three are held now; the worker has the first in flight.
+    let skip = std::collections::HashSet::from([all[0].id]);
+    let rest = s
+        .due_except(Party::Nrc, Utc::now(), 10, &skip)
+        .await
+        .unwrap();
+    let ids: Vec<Uuid> = rest.iter().map(|j| j.id).collect();
+    assert_eq!(ids, vec![all[1].id, all[2].id]);
+    let one = s
+        .due_except(Party::Nrc, Utc::now(), 1, &skip)
+        .await
+        .unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].id, all[1].id);
+    let every = all.iter().map(|j| j.id).collect();
+    assert!(s
+        .due_except(Party::Nrc, Utc::now(), 10, &every)
+        .await
+        .unwrap()
+        .is_empty());
+}
