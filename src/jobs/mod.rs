@@ -164,6 +164,20 @@ pub struct Job {
 }
 
 impl Job {
+    /// This job's next turn, as `again` says (not a retry: its attempts start over).
+    pub fn next_turn(self, again: Again) -> Job {
+        let mut next = Job {
+            due: again.at,
+            attempts: 0,
+            last_error: None,
+            ..self
+        };
+        if let (Some(d), Some(data)) = (again.data, next.task.data_mut()) {
+            *data = d;
+        }
+        next
+    }
+
     /// A new job for `task`, due `now`.
     pub fn new(task: Task, now: DateTime<Utc>) -> Job {
         Job {
@@ -317,6 +331,17 @@ pub struct DeadLetterView {
 }
 
 impl DeadLetter {
+    /// Its job as replay queues it: due now, counted afresh (the give-up age starts over).
+    pub fn replayed(self, now: DateTime<Utc>) -> Job {
+        Job {
+            due: now,
+            attempts: 0,
+            first_queued_at: now,
+            last_error: None,
+            ..self.job
+        }
+    }
+
     pub fn view(&self) -> DeadLetterView {
         let nrc = self.job.party() == Party::Nrc;
         DeadLetterView {

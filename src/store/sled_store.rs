@@ -606,16 +606,7 @@ fn complete_in(
             }
             if let Some(again) = done.again {
                 // A standing job or a step that goes in turns: queued again, its data updated.
-                let mut next = Job {
-                    due: again.at,
-                    attempts: 0,
-                    last_error: None,
-                    ..current
-                };
-                if let (Some(d), Some(data)) = (again.data, next.task.data_mut()) {
-                    *data = d;
-                }
-                queue(s, &next);
+                queue(s, &current.next_turn(again));
                 return Ok(());
             }
             if let Some(event) = event {
@@ -903,14 +894,7 @@ impl Store for SledStore {
                 let dl = parse_dead_letter(&v)?;
                 s.remove(keys::dead(id));
                 s.deltas.dead_letters -= 1;
-                let now = Utc::now();
-                let job = Job {
-                    due: now,
-                    attempts: 0,
-                    first_queued_at: now,
-                    last_error: None,
-                    ..dl.job
-                };
+                let job = dl.replayed(Utc::now());
                 if let Some(event_id) = job.task.event_id() {
                     let mut event = load_event(s, event_id)?;
                     event.relay = rules::replayed(&job.task);

@@ -197,16 +197,7 @@ pub async fn complete_in(
             }
             if let Some(again) = done.again {
                 // A standing job or a step that goes in turns: queued again, its data updated.
-                let mut next = Job {
-                    due: again.at,
-                    attempts: 0,
-                    last_error: None,
-                    ..current
-                };
-                if let (Some(d), Some(data)) = (again.data, next.task.data_mut()) {
-                    *data = d;
-                }
-                queue(conn, &next).await?;
+                queue(conn, &current.next_turn(again)).await?;
                 return Ok(true);
             }
             if let Some(event) = event {

@@ -519,14 +519,7 @@ impl Store for PgStore {
                 .await
                 .map_err(pg)?;
         let dl: DeadLetter = parse("dead letter", v.ok_or(StoreError::NotFound)?)?;
-        let now = Utc::now();
-        let job = Job {
-            due: now,
-            attempts: 0,
-            first_queued_at: now,
-            last_error: None,
-            ..dl.job
-        };
+        let job = dl.replayed(Utc::now());
         if let Some(event_id) = job.task.event_id() {
             let event = records::load_event(&mut tx, event_id).await?;
             records::lock_transaction(&mut tx, event.vendor, &event.transaction_id).await?;
