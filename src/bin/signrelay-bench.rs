@@ -1784,6 +1784,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     .await?;
     registered_to += s.backlog;
     gen.next_env.store(first_backlog, Relaxed);
+    // Past the backlog: later phases must not send its envelopes again (duplicates, which
+    // the NRC never hears of).
+    registered_to = first_backlog + s.backlog;
     println!(
         "  NRC outage (503): registered {} transactions in {:.1} s ({}/s)",
         s.backlog,
@@ -1899,6 +1902,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     // Envelopes of their own: past every one handed out so far.
     let first_limited = registered_to.max(gen.next_env.load(Relaxed));
     register(addr, first_limited, first_limited + need, s.connections).await?;
+    registered_to = first_limited + need;
     gen.next_env.store(first_limited, Relaxed);
     nrc.set_capacity(Some(limited[0]));
     let (attempts_before, m_before) = (nrc.attempts(), Scrape::take(addr).await);
