@@ -1782,7 +1782,6 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         s.connections,
     )
     .await?;
-    registered_to += s.backlog;
     gen.next_env.store(first_backlog, Relaxed);
     // Past the backlog: later phases must not send its envelopes again (duplicates, which
     // the NRC never hears of).
