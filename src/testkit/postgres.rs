@@ -17,6 +17,34 @@ pub fn server() -> String {
     std::env::var("SIGNRELAY_TEST_POSTGRES").unwrap_or_else(|_| DEFAULT_SERVER.into())
 }
 
+const PREFIX: &str = "signrelay_test_";
+
+/// Drops test databases whose creating process is gone (once per process: the first database
+/// a process makes looks).
+async fn sweep_orphans(c: &mut PgConnection) {
+    static SWEPT: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    if SWEPT.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        return;
+    }
+    let names: Vec<String> =
+        sqlx::query_scalar("SELECT datname FROM pg_database WHERE datname LIKE 'signrelay_test_%'")
+            .fetch_all(&mut *c)
+            .await
+            .unwrap_or_default();
+    for name in names {
+        let owner = name
+            .strip_prefix(PREFIX)
+            .and_then(|rest| rest.split_once('_'))
+            .and_then(|(pid, _)| pid.parse::<u32>().ok());
+        // Names without a process (an older format) are leftovers too.
+        let alive = owner.is_some_and(|pid| std::path::Path::new(&format!("/proc/{pid}")).exists());
+        if !alive {
+            let drop = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+            let _ = tokio::time::timeout(Duration::from_secs(30), c.execute(drop.as_str())).await;
+        }
+    }
+}
+
 /// A database of its own, dropped (with any connections left) on drop.
 pub struct TestDb {
     pub name: String,
@@ -26,13 +54,16 @@ pub struct TestDb {
 impl TestDb {
     pub async fn create() -> TestDb {
         let server = server();
-        let name = format!("signrelay_test_{}", Uuid::now_v7().simple());
+        // The creating process is in the name, so that a later run can drop what a killed or
+        // finished run left (a config made for an app that never started, a SIGKILLed test).
+        let name = format!("{PREFIX}{}_{}", std::process::id(), Uuid::now_v7().simple());
         let mut c = PgConnection::connect(&server).await.unwrap_or_else(|e| {
             panic!(
                 "no PostgreSQL at {server} ({e}): start one (see .ci/run), or point \
                  SIGNRELAY_TEST_POSTGRES at one"
             )
         });
+        sweep_orphans(&mut c).await;
         c.execute(format!("CREATE DATABASE {name}").as_str())
             .await
             .expect("create the test database");
