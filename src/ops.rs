@@ -22,6 +22,7 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: web::Data<Ops>) {
     cfg.app_data(state)
         .route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
+        .route("/readyz/intake", web::get().to(intake))
         .route("/metrics", web::get().to(metrics))
         .route("/openapi/{name}", web::get().to(contract));
 }
@@ -79,6 +80,24 @@ async fn readyz(ops: web::Data<Ops>) -> HttpResponse {
         "backlog": depths,
     });
     if ready {
+        HttpResponse::Ok().json(body)
+    } else {
+        HttpResponse::ServiceUnavailable().json(body)
+    }
+}
+
+/// Ready to take callbacks: the store is writable. This is what a load balancer should route
+/// by: a refusing NRC or a missing kanaal (which fail `/readyz`) stop deliveries, not intake,
+/// and callbacks recorded meanwhile are delivered once the NRC accepts again; taking the
+/// instance out of the ingress for them would make vendors retry and a signer's browser meet
+/// an error page for nothing.
+async fn intake(ops: web::Data<Ops>) -> HttpResponse {
+    let store = ops.health.store_writable(ops.store.as_ref());
+    let body = serde_json::json!({
+        "status": if store { "ready" } else { "not_ready" },
+        "checks": {"store_writable": store},
+    });
+    if store {
         HttpResponse::Ok().json(body)
     } else {
         HttpResponse::ServiceUnavailable().json(body)

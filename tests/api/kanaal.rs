@@ -243,12 +243,22 @@ async fn without_ensure_kanaal_a_lost_kanaal_holds_the_queue() {
         why.contains("kanaal") && why.contains("message_kanaal"),
         "{why}"
     );
+    // Intake stays ready (what a load balancer routes by): callbacks are still taken.
+    let r = app
+        .client
+        .get(app.url("/readyz/intake"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 200);
+    let later = vec!["HELD-6".to_string()];
+    deliver(&app, &later).await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, dl) = app.admin_get("/api/v1/dead-letters").await;
     assert_eq!(dl["dead_letters"].as_array().unwrap().len(), 0, "{dl}");
 
     app.nrc.add_kanaal(KANAAL, &["transaction_id", "reden"]);
-    assert_eq!(app.nrc.wait_for(5, WAIT).await.len(), 5);
+    assert_eq!(app.nrc.wait_for(6, WAIT).await.len(), 6);
     assert_eq!(app.nrc.kanaal_creations(), 0);
     let deadline = Instant::now() + WAIT;
     while readyz(&app).await.0 != 200 {
