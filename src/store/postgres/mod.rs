@@ -225,18 +225,26 @@ impl PgStore {
     }
 }
 
+/// Bodies larger than this are looked up as duplicates before their chunks are written.
+const PRECHECK_OVER: usize = 64 * 1024;
+
 #[async_trait]
 impl Store for PgStore {
     async fn record(&self, new: NewEvent, payload: RawPayload) -> Result<Recorded, StoreError> {
         self.room()?;
-        // A committed duplicate (a retry) need not write its payload again.
-        let dup: Option<Uuid> = sqlx::query_scalar("SELECT id FROM events WHERE dedup_key = $1")
-            .bind(&new.dedup_key)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(pg)?;
-        if let Some(event_id) = dup {
-            return Ok(Recorded::Duplicate { event_id });
+        // A committed duplicate (a retry) of a large body need not write its chunks again. A
+        // small one is found by the transaction's own check under the transaction's lock: a
+        // lookup here too would cost every callback a round trip to save a retry a few rows.
+        if payload.bytes.len() > PRECHECK_OVER {
+            let dup: Option<Uuid> =
+                sqlx::query_scalar("SELECT id FROM events WHERE dedup_key = $1")
+                    .bind(&new.dedup_key)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(pg)?;
+            if let Some(event_id) = dup {
+                return Ok(Recorded::Duplicate { event_id });
+            }
         }
         let mut tx = self.begin().await?;
         let archive_id = Uuid::now_v7();
